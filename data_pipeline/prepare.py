@@ -1,0 +1,187 @@
+"""`prepare`: the Ray Data job that turns an interaction log into a prepared dataset.
+
+Steps: validate (file schemas on the driver, row checks per batch on workers), split each
+user's history (distributed group-by), count ids in the training split (distributed
+aggregation; only the vocabulary reaches the driver), rank and cut tiers, remap ids and write
+the splits. Every input row is accounted for in stats.json. The output directory appears
+atomically, so a crashed run never leaves a half-prepared dataset behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import ray
+
+from data_pipeline.files import atomic_path, sha256_tree, write_json_atomic
+from data_pipeline.schema import (
+    ID_COLUMNS,
+    PATH_COLUMN,
+    check_files,
+    raise_for_problems,
+    row_problems,
+)
+from data_pipeline.source import describe_source, materialize_source
+from data_pipeline.split import SPLITS, TRAIN, leave_last_two_out
+from data_pipeline.tiers import build_vocab, tier_boundaries
+from mgqe_dist.config import DataConfig
+
+PIPELINE_VERSION = "1"
+
+
+def prepare(cfg: DataConfig, seed: int, force: bool = False) -> Path:
+    """Prepare `cfg.source` into `cfg.prepared_dir`; re-uses an up-to-date result unless forced."""
+    out = Path(cfg.prepared_dir)
+    source = describe_source(cfg, seed)
+    fingerprint = {
+        "pipeline_version": PIPELINE_VERSION,
+        "source": source.fingerprint,
+        "tier_fractions": list(cfg.tier_fractions),
+    }
+    if not force and _up_to_date(out, fingerprint):
+        print(f"prepared dataset at {out} is up to date (use --force to rebuild)")
+        return out
+    started = time.time()
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        files = materialize_source(source, cfg, seed, tmp / "input")
+        stats = _run_pipeline(files, cfg, tmp)
+        stats.update(
+            fingerprint=fingerprint,
+            origin={
+                "format": source.format,
+                "location": source.location,
+                "synthetic": source.synthetic,
+            },
+            seconds=round(time.time() - started, 1),
+        )
+        write_json_atomic(stats, tmp / "stats.json")
+    print(f"prepared dataset written to {out} in {stats['seconds']} s")
+    return out
+
+
+def load_stats(prepared_dir: str | Path) -> dict[str, Any]:
+    """Read stats.json of a prepared dataset, with a clear error when it is not there."""
+    path = Path(prepared_dir) / "stats.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"prepared dataset not found at {prepared_dir} (no stats.json); run "
+            "`mgqe-dist prepare JOB` first"
+        )
+    return json.loads(path.read_text())
+
+
+def _up_to_date(out: Path, fingerprint: dict[str, Any]) -> bool:
+    try:
+        return load_stats(out).get("fingerprint") == fingerprint
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+
+
+def _run_pipeline(files: list[Path], cfg: DataConfig, out: Path) -> dict[str, Any]:
+    input_rows = check_files(files)
+    _start_ray()
+    ds = ray.data.read_parquet([str(f) for f in files], include_paths=True)
+
+    print(f"validating {input_rows} rows in {len(files)} file(s)")
+    problems = ds.map_batches(row_problems, batch_format="pyarrow")
+    raise_for_problems(pa.concat_tables(ray.get(problems.to_arrow_refs())))
+
+    print("splitting user histories (leave last two out)")
+    tagged = (
+        ds.drop_columns([PATH_COLUMN])
+        .groupby("user_id")
+        .map_groups(leave_last_two_out, batch_format="pyarrow")
+        .materialize()
+    )
+    train = tagged.map_batches(_select_split, fn_kwargs={"split": TRAIN}, batch_format="pyarrow")
+
+    features: dict[str, Any] = {}
+    value_sets: dict[str, pa.Array] = {}
+    (out / "vocab").mkdir()
+    for column in ID_COLUMNS:
+        print(f"counting {column} frequencies in the training split")
+        counts = _concat(train.groupby(column).count()).sort_by(column)
+        vocab = build_vocab(counts[column], counts["count()"], cfg.tier_fractions)
+        pq.write_table(vocab, out / "vocab" / f"{column}.parquet")
+        value_sets[column] = vocab["raw_id"].slice(0, vocab.num_rows - 1).combine_chunks()
+        known = vocab.num_rows - 1
+        features[column] = {
+            "num_ids": vocab.num_rows,
+            "oov_id": known,
+            "tier_boundaries": tier_boundaries(known, cfg.tier_fractions),
+            "tier_sizes": np.bincount(vocab["tier"].to_numpy()).tolist(),
+        }
+
+    rows: dict[str, int] = {"input": input_rows}
+    oov_rows: dict[str, dict[str, int]] = {}
+    for index, name in enumerate(SPLITS):
+        print(f"writing {name} split")
+        part = tagged.map_batches(
+            _remap, fn_kwargs={"split": index, "value_sets": value_sets}, batch_format="pyarrow"
+        )
+        part.write_parquet(str(out / f"{name}.parquet"))
+        table = pq.read_table(out / f"{name}.parquet", columns=list(ID_COLUMNS))
+        rows[name] = table.num_rows
+        oov_rows[name] = {
+            c: int(pc.sum(pc.equal(table[c], features[c]["oov_id"])).as_py() or 0)
+            for c in ID_COLUMNS
+        }
+    dropped: dict[str, int] = {}
+    accounted = sum(rows[s] for s in SPLITS) + sum(dropped.values())
+    if accounted != input_rows:
+        raise RuntimeError(f"row accounting failed: {accounted} rows written, {input_rows} read")
+    evaluated_users = rows["test"]
+    return {
+        "rows": rows,
+        "dropped": dropped,
+        "users": {
+            "total": features["user_id"]["num_ids"] - 1,
+            "evaluated": evaluated_users,
+            "train_only": features["user_id"]["num_ids"] - 1 - evaluated_users,
+        },
+        "oov_rows": oov_rows,
+        "features": features,
+        "checksums": {
+            p.relative_to(out).as_posix(): sha256_tree(p)
+            for p in [*(out / f"{s}.parquet" for s in SPLITS), *sorted((out / "vocab").iterdir())]
+        },
+    }
+
+
+def _start_ray() -> None:
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ctx = ray.data.DataContext.get_current()
+    # Ray's default of 200 shuffle partitions costs more in task overhead than it saves on a
+    # small cluster; a few per CPU keeps every core busy. Our own step lines show progress.
+    ctx.default_hash_shuffle_parallelism = max(4, 2 * int(ray.cluster_resources().get("CPU", 2)))
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def _concat(ds: ray.data.Dataset) -> pa.Table:
+    return pa.concat_tables(ray.get(ds.to_arrow_refs()))
+
+
+def _select_split(batch: pa.Table, split: int) -> pa.Table:
+    return batch.filter(pc.equal(batch["split"], split))
+
+
+def _remap(batch: pa.Table, split: int, value_sets: dict[str, pa.Array]) -> pa.Table:
+    """Keep one split and replace raw ids by frequency-ranked ids (unseen ids become OOV)."""
+    batch = _select_split(batch, split).drop_columns(["split"])
+    for column, values in value_sets.items():
+        index = pc.index_in(batch[column], value_set=values)
+        new_ids = pc.fill_null(pc.cast(index, pa.int64()), len(values))
+        batch = batch.set_column(batch.schema.get_field_index(column), column, new_ids)
+    return batch

@@ -1,0 +1,99 @@
+"""Resolve a job's data source into Parquet interaction-log files.
+
+MovieLens `ratings.dat` and SASRec `ml-1m.txt` are converted; Parquet is read in place. When the
+source is missing and the job allows it, a MovieLens-shaped log is generated instead, and the
+origin says so loudly, because numbers on generated data are not MovieLens numbers.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from data_pipeline.convert import convert_to_parquet, read_movielens_ratings, read_sasrec_text
+from data_pipeline.files import sha256_file
+from data_pipeline.synth import SynthSpec, generate_log
+from mgqe_dist.config import DataConfig
+
+CONVERTERS = {"movielens": read_movielens_ratings, "sasrec": read_sasrec_text}
+FORMAT_FILES = {"movielens": "ratings.dat", "sasrec": "ml-1m.txt"}
+
+
+class SourceError(FileNotFoundError):
+    """The configured data source is missing or not in a known format."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the data came from, for stats.json and run records."""
+
+    format: str
+    location: str
+    synthetic: bool
+    fingerprint: dict
+
+
+def describe_source(cfg: DataConfig, seed: int) -> Source:
+    """Identify the source without converting anything (cheap; used to decide on re-use)."""
+    path = Path(cfg.source)
+    if not path.exists():
+        if cfg.if_missing == "error":
+            raise SourceError(
+                f"data source not found: {path} (set data.source, or data.if_missing="
+                '"synthesize" to use a generated MovieLens-shaped log)'
+            )
+        spec = _synth_spec(cfg, seed)
+        return Source("synthetic", str(path), True, {"synth_spec": asdict(spec)})
+    fmt, file = _detect(path, cfg.format)
+    files = [file] if fmt != "parquet" else _parquet_files(file)
+    return Source(fmt, str(file), False, {str(f): sha256_file(f) for f in files})
+
+
+def materialize_source(source: Source, cfg: DataConfig, seed: int, workdir: Path) -> list[Path]:
+    """Return the Parquet files to prepare, converting or generating them into `workdir`."""
+    if source.synthetic:
+        print(
+            f"WARNING: {cfg.source} not found; using a GENERATED MovieLens-shaped log "
+            f"({cfg.synth_users} users, {cfg.synth_items} items, {cfg.synth_rows} rows). "
+            "Metrics on it are not MovieLens-1M results.",
+            file=sys.stderr,
+        )
+        table = generate_log(_synth_spec(cfg, seed))
+        return [convert_to_parquet(table, workdir / "interactions.parquet")]
+    if source.format == "parquet":
+        return _parquet_files(Path(source.location))
+    table = CONVERTERS[source.format](source.location)
+    return [convert_to_parquet(table, workdir / "interactions.parquet")]
+
+
+def _synth_spec(cfg: DataConfig, seed: int) -> SynthSpec:
+    return SynthSpec(users=cfg.synth_users, items=cfg.synth_items, rows=cfg.synth_rows, seed=seed)
+
+
+def _detect(path: Path, fmt: str) -> tuple[str, Path]:
+    if path.is_file():
+        if fmt != "auto":
+            return fmt, path
+        if path.suffix == ".parquet":
+            return "parquet", path
+        for name, file_name in FORMAT_FILES.items():
+            if path.name == file_name:
+                return name, path
+        raise SourceError(f"{path}: cannot tell the format from the name; set data.format")
+    if fmt == "parquet" or (fmt == "auto" and any(path.rglob("*.parquet"))):
+        return "parquet", path
+    candidates = [fmt] if fmt != "auto" else list(FORMAT_FILES)
+    for name in candidates:
+        if (path / FORMAT_FILES[name]).is_file():
+            return name, path / FORMAT_FILES[name]
+    raise SourceError(
+        f"{path}: no {' or '.join(FORMAT_FILES[c] for c in candidates)} or *.parquet files found"
+    )
+
+
+def _parquet_files(path: Path) -> list[Path]:
+    files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+    if not files:
+        raise SourceError(f"{path}: no *.parquet files found")
+    return files

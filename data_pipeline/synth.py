@@ -1,0 +1,97 @@
+"""Generated MovieLens-shaped interaction logs, for when the real data is not available.
+
+Items follow a Zipf popularity law; users and items also carry latent factors, and each user
+picks items by popularity times affinity, so collaborative filtering has structure to learn
+(a popularity-only model is beaten by a personalised one). Pairs are unique per user, as in
+MovieLens; every user has at least `min_per_user` interactions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+ML1M_START = 956_703_932  # first ML-1M timestamp (2000-04-25), so generated times look alike
+ML1M_SPAN = 90_000_000  # about 34 months, ML-1M's time span
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    """Shape of a generated log; defaults mimic MovieLens-1M."""
+
+    users: int = 6040
+    items: int = 3706
+    rows: int = 1_000_209
+    zipf_exponent: float = 1.0
+    latent_dim: int = 8
+    affinity: float = 1.5
+    min_per_user: int = 20
+    seed: int = 0
+
+
+def generate_log(spec: SynthSpec) -> pa.Table:
+    """Return a table with the interaction-log columns; deterministic given `spec`."""
+    _check(spec)
+    rng = np.random.default_rng(spec.seed)
+    per_user = _interactions_per_user(spec, rng)
+    popularity = 1.0 / np.arange(1, spec.items + 1) ** spec.zipf_exponent
+    log_pop = np.log(popularity / popularity.sum())
+    # Popularity rank is shuffled against raw ids so that raw id order carries no signal.
+    log_pop = log_pop[rng.permutation(spec.items)]
+    user_f = rng.normal(size=(spec.users, spec.latent_dim)) / np.sqrt(spec.latent_dim)
+    item_f = rng.normal(size=(spec.items, spec.latent_dim))
+
+    users, items = [], []
+    for start in range(0, spec.users, 512):
+        stop = min(start + 512, spec.users)
+        logits = log_pop + spec.affinity * user_f[start:stop] @ item_f.T
+        # Gumbel top-k draws k distinct items with probability proportional to exp(logits).
+        keys = logits + rng.gumbel(size=logits.shape)
+        for row, user in enumerate(range(start, stop)):
+            chosen = np.argpartition(-keys[row], per_user[user] - 1)[: per_user[user]]
+            users.append(np.full(len(chosen), user, dtype=np.int64))
+            items.append(np.sort(chosen))
+    user_col = np.concatenate(users)
+    item_col = np.concatenate(items)
+    affinity = np.einsum("ij,ij->i", user_f[user_col], item_f[item_col])
+    rating = np.clip(np.round(3.6 + 1.2 * affinity + rng.normal(0, 0.5, len(user_col))), 1, 5)
+    timestamp = ML1M_START + rng.integers(0, ML1M_SPAN, len(user_col))
+    # MovieLens ids start at 1.
+    return pa.table(
+        {
+            "user_id": user_col + 1,
+            "item_id": item_col + 1,
+            "timestamp": timestamp.astype(np.int64),
+            "rating": rating.astype(np.float64),
+        }
+    )
+
+
+def _interactions_per_user(spec: SynthSpec, rng: np.random.Generator) -> np.ndarray:
+    """Heavy-tailed counts with a floor, summing exactly to `spec.rows`."""
+    weights = rng.lognormal(mean=0.0, sigma=1.0, size=spec.users)
+    extra = rng.multinomial(spec.rows - spec.min_per_user * spec.users, weights / weights.sum())
+    counts = spec.min_per_user + extra
+    cap = spec.items // 2
+    counts = np.minimum(counts, cap)
+    # Hand what the cap removed to users with room left; _check guarantees there is enough.
+    while (deficit := spec.rows - int(counts.sum())) > 0:
+        room = cap - counts
+        counts += np.minimum(rng.multinomial(deficit, room / room.sum()), room)
+    return counts
+
+
+def _check(spec: SynthSpec) -> None:
+    if spec.users <= 0 or spec.items <= 1:
+        raise ValueError(f"synthetic log needs users > 0 and items > 1, got {spec}")
+    if spec.rows < spec.min_per_user * spec.users:
+        raise ValueError(
+            f"synthetic log: rows={spec.rows} < min_per_user*users={spec.min_per_user * spec.users}"
+        )
+    if spec.rows > spec.users * (spec.items // 2):
+        raise ValueError(
+            f"synthetic log: rows={spec.rows} exceeds users*items/2="
+            f"{spec.users * (spec.items // 2)} (each user sees at most half the items)"
+        )

@@ -1,0 +1,81 @@
+"""The `mgqe-dist` command: prepare data and train models from TOML job specs.
+
+Every command takes `--set section.key=value` overrides. Bad input (a broken job spec, a
+missing data file, an invalid log) prints one line naming the problem and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from data_pipeline.convert import ConversionError
+from data_pipeline.schema import ValidationError
+from data_pipeline.source import SourceError
+from mgqe_dist.config import ConfigError, JobConfig, load_job
+
+USER_ERRORS = (
+    ConfigError,
+    SourceError,
+    ValidationError,
+    ConversionError,
+    FileNotFoundError,
+    ValueError,
+)
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, run the command, map user errors to one line and exit code 2."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        job = load_job(args.job, args.set)
+        return int(args.run(job, args) or 0)
+    except USER_ERRORS as exc:
+        print(f"mgqe-dist {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _prepare(job: JobConfig, args: argparse.Namespace) -> None:
+    from data_pipeline.prepare import prepare
+
+    prepare(job.data, job.seed, force=args.force)
+
+
+def _train(job: JobConfig, args: argparse.Namespace) -> None:
+    from mgqe_dist.train.run import train_job
+
+    train_job(job)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mgqe-dist", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, run, help_text in (
+        (
+            "prepare",
+            _prepare,
+            "validate, split, rank and tier the job's interaction log (Ray Data)",
+        ),
+        ("train", _train, "train and evaluate the job's model locally"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("job", help="path to a TOML job spec, e.g. jobs/ml1m_gmf_mgqe.toml")
+        command.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="SECTION.KEY=VALUE",
+            help="override one job-spec value (repeatable), e.g. train.epochs=1",
+        )
+        command.set_defaults(run=run)
+    commands.choices["prepare"].add_argument(
+        "--force", action="store_true", help="rebuild even if the prepared dataset is up to date"
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Job specs: TOML loaded into frozen dataclasses that reject unknown keys and wrong types.
+
+A job spec is data: every section maps to one dataclass, and each component receives only its
+own section. `--set section.key=value` overrides are parsed as TOML values and type-checked the
+same way as the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """A job spec or override is invalid; the message names the key and the problem."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the interaction log comes from and how it is prepared."""
+
+    # Raw input: a MovieLens directory/ratings.dat, a SASRec ml-1m.txt, or Parquet file/dir.
+    source: str = "../shared/data/ml-1m"
+    # Input format; "auto" decides from the file names found at `source`.
+    format: Literal["auto", "movielens", "sasrec", "parquet"] = "auto"
+    # What to do when `source` does not exist: fail, or generate a MovieLens-shaped log.
+    if_missing: Literal["error", "synthesize"] = "error"
+    # Prepared dataset directory (vocab/, train|valid|test.parquet, stats.json).
+    prepared_dir: str = "prepared/ml1m"
+    # Fraction of each vocabulary (by frequency rank) in the head tier; one value per cut.
+    tier_fractions: tuple[float, ...] = (0.1,)
+    # Size of the generated log when `if_missing = "synthesize"`.
+    synth_users: int = 6040
+    synth_items: int = 3706
+    synth_rows: int = 1_000_209
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """Which embedding kind replaces the user and item tables, and its options."""
+
+    kind: str = "full"
+    dim: int = 64
+    init_std: float = 0.01
+    # MGQE / DPQ options (ignored by "full").
+    num_subspaces: int = 64
+    num_centroids: tuple[int, ...] = (256, 64)
+    shared_centroids: bool = True
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model to train, chosen by name from the model registry."""
+
+    name: str = "gmf"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of the local training loop."""
+
+    epochs: int = 20
+    batch_size: int = 2048
+    learning_rate: float = 0.001
+    num_negatives: int = 4
+    # Progress lines per epoch (0 = only the per-epoch summary).
+    progress_updates: int = 4
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Full-ranking evaluation settings."""
+
+    k: int = 10
+    user_batch_size: int = 1024
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """A whole job spec; `name`, `seed` and `output_dir` are top-level keys."""
+
+    name: str
+    output_dir: str
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def load_job(path: str | Path, overrides: list[str] | None = None) -> JobConfig:
+    """Read a TOML job spec, apply `section.key=value` overrides, and validate everything."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"job spec not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    for item in overrides or []:
+        _apply_override(raw, item)
+    return _build(JobConfig, raw, where=str(path))
+
+
+def to_dict(cfg: JobConfig) -> dict[str, Any]:
+    """The resolved config as plain data (tuples become lists), for metrics and run records."""
+    return dataclasses.asdict(cfg)
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected section.key=value")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()  # a bare word is a string: --set embedding.kind=mgqe
+    node = raw
+    *parents, leaf = key.strip().split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {item!r}: {part!r} is not a section")
+    node[leaf] = value
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where}: missing required key {f.name!r}")
+            continue
+        values[f.name] = _coerce(hints[f.name], raw[f.name], f"{where}: {f.name}")
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """Check `value` against a field's type hint; ints widen to floats, lists become tuples."""
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ConfigError(f"{where} = {value!r}: must be one of {list(allowed)}")
+        return value
+    if origin is tuple:
+        item_type = typing.get_args(hint)[0]
+        if not isinstance(value, list):
+            value = [value]
+        return tuple(_coerce(item_type, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            try:
+                return _coerce(option, value, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where} = {value!r}: expected {hint}")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is type(None) and value is None:
+        return None
+    # bool is a subclass of int: reject True where an int is expected, and vice versa.
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{where} = {value!r}: expected {hint.__name__}, got {type(value).__name__}"
+        )
+    return value

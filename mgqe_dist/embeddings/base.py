@@ -1,0 +1,79 @@
+"""The contract every embedding kind implements, and the name -> builder registry.
+
+An embedding maps a LongTensor of ids (any shape) to (*ids.shape, dim). Besides `forward` it
+reports the bits needed to serve it and any auxiliary training loss it produced, so models,
+trainers and size accounting never need to know which kind they hold.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+FLOAT_BITS = 32
+
+
+class EmbeddingModule(nn.Module):
+    """Base class of all embedding kinds; subclasses set num_embeddings and embedding_dim."""
+
+    num_embeddings: int
+    embedding_dim: int
+
+    def serving_bits(self) -> int:
+        """Bits needed to serve this table (codes or weights plus centroids)."""
+        raise NotImplementedError
+
+    def extra_loss(self) -> torch.Tensor:
+        """Auxiliary loss accumulated since the last call (zero for kinds without one)."""
+        return torch.zeros(())
+
+
+EmbeddingBuilder = Callable[..., EmbeddingModule]
+_REGISTRY: dict[str, EmbeddingBuilder] = {}
+
+
+def register_embedding(kind: str) -> Callable[[EmbeddingBuilder], EmbeddingBuilder]:
+    """Class decorator adding an embedding kind to the registry under `kind`."""
+
+    def add(builder: EmbeddingBuilder) -> EmbeddingBuilder:
+        if kind in _REGISTRY:
+            raise ValueError(f"embedding kind {kind!r} registered twice")
+        _REGISTRY[kind] = builder
+        return builder
+
+    return add
+
+
+def embedding_kinds() -> list[str]:
+    """Names accepted by `build_embedding`."""
+    return sorted(_REGISTRY)
+
+
+def embedding_builder(kind: str) -> EmbeddingBuilder:
+    """The registered builder of `kind` (a class or function), for inspecting its options."""
+    if kind not in _REGISTRY:
+        raise ValueError(f"unknown embedding kind {kind!r}; known: {embedding_kinds()}")
+    return _REGISTRY[kind]
+
+
+def build_embedding(
+    kind: str, num_embeddings: int, embedding_dim: int, **options: Any
+) -> EmbeddingModule:
+    """Build an embedding table of the named kind; options are the kind's own keyword arguments."""
+    builder = embedding_builder(kind)
+    if num_embeddings <= 0 or embedding_dim <= 0:
+        raise ValueError(
+            f"embedding {kind!r}: num_embeddings and embedding_dim must be positive, "
+            f"got {num_embeddings} and {embedding_dim}"
+        )
+    accepted = set(inspect.signature(builder).parameters) - {"num_embeddings", "embedding_dim"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(
+            f"embedding {kind!r}: unknown option(s) {unknown}; accepted: {sorted(accepted)}"
+        )
+    return builder(num_embeddings, embedding_dim, **options)

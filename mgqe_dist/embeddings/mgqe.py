@@ -1,0 +1,239 @@
+"""MGQE: multi-granular quantized embeddings (Kang et al. 2020), DPQ-VQ per frequency tier.
+
+Each id has a trainable query vector e (d floats). Split into D subvectors, each is replaced by
+its nearest centroid among the K_i centroids its tier may use; the forward value is the
+centroids, the gradient flows to e (straight-through), and a centroid loss pulls the chosen
+centroids towards sg(e). Serving needs only the codes (argmin indices) and the centroids.
+
+Tiers come from frequency-ranked ids: tier i holds ids in [boundaries[i-1], boundaries[i]).
+Lookup is grouped: one batched search per tier, never a loop over ids (paper Alg. 1).
+Variants: shared centroids with variable K (tier i searches the first K_i rows of one
+codebook), unshared with variable K, unshared with variable D. DPQ is the one-tier case.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from mgqe_dist.embeddings.base import FLOAT_BITS, EmbeddingModule, register_embedding
+
+# Distances for at most this many (id, subspace, centroid) triples are held at once.
+_SEARCH_CHUNK_ELEMENTS = 1 << 24
+
+
+@register_embedding("mgqe")
+class MGQEEmbedding(EmbeddingModule):
+    """Quantized embedding with per-tier codebook sizes; see the module docstring."""
+
+    _boundaries: torch.Tensor
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        tier_boundaries: Sequence[int] = (),
+        num_subspaces: int | Sequence[int] = 64,
+        num_centroids: int | Sequence[int] = (256, 64),
+        shared_centroids: bool = True,
+        init_std: float = 0.01,
+        centroid_loss_weight: float = 1.0,
+        commitment_weight: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.tier_boundaries = _check_boundaries(tier_boundaries, num_embeddings)
+        num_tiers = len(self.tier_boundaries) + 1
+        self.subspaces = _per_tier(num_subspaces, num_tiers, "num_subspaces")
+        self.centroids_per_tier = _per_tier(num_centroids, num_tiers, "num_centroids")
+        self.shared = shared_centroids
+        for d_i in self.subspaces:
+            if embedding_dim % d_i:
+                raise ValueError(f"embedding_dim {embedding_dim} is not divisible by D={d_i}")
+        if self.shared and len(set(self.subspaces)) > 1:
+            raise ValueError("shared centroids need one num_subspaces for all tiers")
+        if self.shared and list(self.centroids_per_tier) != sorted(
+            self.centroids_per_tier, reverse=True
+        ):
+            raise ValueError(
+                f"shared centroids need non-increasing num_centroids from head to tail, "
+                f"got {self.centroids_per_tier}"
+            )
+        self.centroid_loss_weight = centroid_loss_weight
+        self.commitment_weight = commitment_weight
+
+        self.query = nn.Parameter(torch.randn(num_embeddings, embedding_dim) * init_std)
+        shapes = [
+            (d_i, k_i, embedding_dim // d_i)
+            for d_i, k_i in zip(self.subspaces, self.centroids_per_tier, strict=True)
+        ]
+        if self.shared:
+            self.codebooks = nn.ParameterList([nn.Parameter(torch.randn(shapes[0]) * init_std)])
+        else:
+            self.codebooks = nn.ParameterList(
+                nn.Parameter(torch.randn(s) * init_std) for s in shapes
+            )
+        self.register_buffer(
+            "_boundaries", torch.tensor(self.tier_boundaries, dtype=torch.long), persistent=False
+        )
+        self._pending_loss: torch.Tensor | None = None
+
+    def codebook(self, tier: int) -> torch.Tensor:
+        """Centroids tier `tier` may use, shape (D_i, K_i, d / D_i)."""
+        if self.shared:
+            return self.codebooks[0][:, : self.centroids_per_tier[tier]]
+        return self.codebooks[tier]
+
+    def tiers(self, ids: torch.Tensor) -> torch.Tensor:
+        """Tier index of every id (ids are frequency-ranked, so this is a bucketize)."""
+        return torch.bucketize(ids, self._boundaries, right=True)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        unique, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
+        parts = []
+        sq_error = commit_error = self.query.new_zeros(())
+        for tier, lo, hi in self._tier_slices(unique):
+            e = nn.functional.embedding(unique[lo:hi], self.query)
+            e = e.view(hi - lo, self.subspaces[tier], -1)
+            codes = _nearest(e.detach(), self.codebook(tier).detach())
+            chosen = self._centroids(tier, codes)
+            # Straight-through: the value is the centroid, the gradient goes to the query.
+            parts.append((e + (chosen - e).detach()).reshape(hi - lo, -1))
+            if torch.is_grad_enabled():
+                sq_error = sq_error + (e.detach() - chosen).pow(2).sum()
+                commit_error = commit_error + (e - chosen.detach()).pow(2).sum()
+        if torch.is_grad_enabled():
+            scale = 1.0 / (len(unique) * self.embedding_dim)
+            loss = scale * (
+                self.centroid_loss_weight * sq_error + self.commitment_weight * commit_error
+            )
+            self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss
+        quantized = torch.cat(parts)
+        return nn.functional.embedding(inverse, quantized).reshape(*ids.shape, self.embedding_dim)
+
+    def _tier_slices(self, sorted_ids: torch.Tensor) -> list[tuple[int, int, int]]:
+        """(tier, lo, hi) row ranges of the non-empty tiers in sorted ids.
+
+        Frequency ranking makes every tier a contiguous id range, so grouping is a slice.
+        """
+        cuts = [0, *torch.searchsorted(sorted_ids, self._boundaries).tolist(), len(sorted_ids)]
+        return [(tier, lo, hi) for tier, (lo, hi) in enumerate(itertools.pairwise(cuts)) if hi > lo]
+
+    def _centroids(self, tier: int, codes: torch.Tensor) -> torch.Tensor:
+        """Centroid vectors for codes (rows, D_i) -> (rows, D_i, d / D_i), differentiable.
+
+        A flat index_select (backward: index_add) into the stored parameter, which for shared
+        centroids is the whole codebook: tier i's codes are < K_i, so they address its prefix.
+        """
+        book = self.codebooks[0 if self.shared else tier]
+        num_sub, num_codes, width = book.shape
+        flat = codes + torch.arange(num_sub, device=codes.device) * num_codes
+        return book.reshape(-1, width).index_select(0, flat.reshape(-1)).view(*codes.shape, width)
+
+    @torch.no_grad()
+    def codes(self, ids: torch.Tensor) -> torch.Tensor:
+        """Integer codes of each id, shape (*ids.shape, max D); -1 pads tiers with fewer D."""
+        unique, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
+        out = torch.full(
+            (len(unique), max(self.subspaces)), -1, dtype=torch.long, device=ids.device
+        )
+        for tier, lo, hi in self._tier_slices(unique):
+            e = self.query[unique[lo:hi]].view(hi - lo, self.subspaces[tier], -1)
+            out[lo:hi, : self.subspaces[tier]] = _nearest(e, self.codebook(tier))
+        return out[inverse].reshape(*ids.shape, -1)
+
+    def extra_loss(self) -> torch.Tensor:
+        """Centroid (and commitment) loss of the forwards since the last call; resets it."""
+        loss, self._pending_loss = self._pending_loss, None
+        return loss if loss is not None else self.query.new_zeros(())
+
+    def tier_sizes(self) -> list[int]:
+        """Number of ids in each tier."""
+        edges = [0, *self.tier_boundaries, self.num_embeddings]
+        return [hi - lo for lo, hi in itertools.pairwise(edges)]
+
+    def serving_bits(self) -> int:
+        """Codes at ceil(log2 K_i) bits per subspace, plus every centroid at 32 bits."""
+        code_bits = sum(
+            n_i * d_i * math.ceil(math.log2(k_i))
+            for n_i, d_i, k_i in zip(
+                self.tier_sizes(), self.subspaces, self.centroids_per_tier, strict=True
+            )
+        )
+        centroid_values = sum(p.numel() for p in self.codebooks)
+        return code_bits + centroid_values * FLOAT_BITS
+
+
+@register_embedding("dpq")
+def build_dpq(
+    num_embeddings: int,
+    embedding_dim: int,
+    num_subspaces: int = 64,
+    num_centroids: int = 256,
+    init_std: float = 0.01,
+    centroid_loss_weight: float = 1.0,
+    commitment_weight: float = 0.0,
+) -> MGQEEmbedding:
+    """DPQ-VQ (Chen et al.): MGQE with a single tier, so every id may use all K centroids."""
+    return MGQEEmbedding(
+        num_embeddings,
+        embedding_dim,
+        tier_boundaries=(),
+        num_subspaces=num_subspaces,
+        num_centroids=num_centroids,
+        shared_centroids=True,
+        init_std=init_std,
+        centroid_loss_weight=centroid_loss_weight,
+        commitment_weight=commitment_weight,
+    )
+
+
+def _nearest(e: torch.Tensor, book: torch.Tensor) -> torch.Tensor:
+    """argmin_k ||e[:, j] - book[j, k]||^2 for every row and subspace j; shape (rows, D)."""
+    if book.shape[-1] == 1:
+        return _nearest_scalar(e[..., 0], book[..., 0])
+    # ||e||^2 is the same for every k, so it is left out of the comparison.
+    book_sq = book.pow(2).sum(-1)
+    chunk = max(1, _SEARCH_CHUNK_ELEMENTS // (book.shape[0] * book.shape[1]))
+    parts = [
+        (book_sq - 2 * torch.einsum("rds,dks->rdk", part, book)).argmin(-1)
+        for part in e.split(chunk)
+    ]
+    return torch.cat(parts) if parts else e.new_empty((0, book.shape[0]), dtype=torch.long)
+
+
+def _nearest_scalar(e: torch.Tensor, book: torch.Tensor) -> torch.Tensor:
+    """One-dimensional subspaces: the nearest centroid is a neighbour in sorted order.
+
+    O(D log K) per row instead of O(D K); this is the paper's d/D = 1 setting (D = d = 64).
+    """
+    values, order = book.sort(dim=1)
+    upper = torch.searchsorted(values, e.T.contiguous()).clamp_(max=book.shape[1] - 1)
+    lower = (upper - 1).clamp_(min=0)
+    e_t = e.T
+    pick_lower = (e_t - values.gather(1, lower)).abs() <= (values.gather(1, upper) - e_t).abs()
+    return order.gather(1, torch.where(pick_lower, lower, upper)).T
+
+
+def _per_tier(value: int | Sequence[int], num_tiers: int, name: str) -> tuple[int, ...]:
+    values = (value,) * num_tiers if isinstance(value, int) else tuple(value)
+    if len(values) == 1:
+        values = values * num_tiers
+    if len(values) != num_tiers:
+        raise ValueError(f"{name} has {len(values)} entries for {num_tiers} tiers")
+    if any(v < 1 for v in values):
+        raise ValueError(f"{name} must be positive, got {values}")
+    return values
+
+
+def _check_boundaries(boundaries: Sequence[int], n: int) -> tuple[int, ...]:
+    values = tuple(int(b) for b in boundaries)
+    if any(not 0 < b < n for b in values) or list(values) != sorted(set(values)):
+        raise ValueError(
+            f"tier_boundaries must be strictly increasing ids in (0, {n}), got {list(values)}"
+        )
+    return values

@@ -1,0 +1,1 @@
+"""Evaluation: full-ranking HR/NDCG with seen-item masking."""

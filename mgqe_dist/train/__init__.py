@@ -1,0 +1,1 @@
+"""Training: data loading, model factory, the local loop and the `train` entry."""

@@ -1,0 +1,59 @@
+"""Shared fixtures: a tiny generated log, its prepared dataset (real Ray Data), job specs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import ray
+
+from data_pipeline.prepare import prepare
+from mgqe_dist.config import JobConfig, load_job
+
+TINY_JOB = """
+name = "tiny"
+output_dir = "{root}/run"
+seed = 0
+
+[data]
+source = "{root}/missing-ml-1m"
+if_missing = "synthesize"
+prepared_dir = "{root}/prepared"
+synth_users = 120
+synth_items = 200
+synth_rows = 4000
+
+[embedding]
+kind = "mgqe"
+dim = 16
+num_subspaces = 8
+num_centroids = [16, 4]
+
+[train]
+epochs = 2
+batch_size = 512
+"""
+
+
+def write_job(root: Path, text: str = TINY_JOB) -> Path:
+    """Write a job spec whose paths all live under `root`."""
+    path = root / "job.toml"
+    path.write_text(text.format(root=root))
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ray_shutdown():
+    yield
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepared tiny dataset (generated log) and the job spec that points at it."""
+    root = tmp_path_factory.mktemp("tiny")
+    path = write_job(root)
+    job: JobConfig = load_job(path)
+    prepare(job.data, job.seed)
+    return path

@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import pytest
+
+from data_pipeline.convert import ConversionError, read_movielens_ratings, read_sasrec_text
+
+
+def test_movielens_ratings_become_contract_columns(tmp_path: Path) -> None:
+    path = tmp_path / "ratings.dat"
+    path.write_text("1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n")
+    table = read_movielens_ratings(path)
+    assert table.column_names == ["user_id", "item_id", "timestamp", "rating"]
+    assert table["user_id"].to_pylist() == [1, 1, 2]
+    assert table["item_id"].to_pylist() == [1193, 661, 1193]
+    assert table["timestamp"].to_pylist() == [978300760, 978302109, 978298413]
+    assert table["rating"].to_pylist() == [5.0, 3.0, 4.0]
+    assert str(table.schema.field("user_id").type) == "int64"
+
+
+def test_movielens_bad_line_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "ratings.dat"
+    path.write_text("1::1193::5::978300760\n1::661::3\n")
+    with pytest.raises(ConversionError, match=r"ratings\.dat:2: expected 4 fields"):
+        read_movielens_ratings(path)
+
+
+def test_movielens_non_integer_id_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "ratings.dat"
+    path.write_text("1::1193::5::978300760\nx::661::3::978302109\n")
+    with pytest.raises(ConversionError, match=r":2: UserID is not an integer"):
+        read_movielens_ratings(path)
+
+
+def test_negative_ids_are_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "ratings.dat"
+    path.write_text("1::-5::5::978300760\n")
+    with pytest.raises(ConversionError, match="MovieID is negative"):
+        read_movielens_ratings(path)
+
+
+def test_empty_file_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "ratings.dat"
+    path.write_text("")
+    with pytest.raises(ConversionError, match="empty"):
+        read_movielens_ratings(path)
+
+
+def test_sasrec_line_order_becomes_per_user_time(tmp_path: Path) -> None:
+    path = tmp_path / "ml-1m.txt"
+    path.write_text("1 10\n2 7\n1 11\n1 3\n2 9\n")
+    table = read_sasrec_text(path)
+    rows = list(
+        zip(
+            table["user_id"].to_pylist(),
+            table["item_id"].to_pylist(),
+            table["timestamp"].to_pylist(),
+            strict=True,
+        )
+    )
+    assert rows == [(1, 10, 0), (2, 7, 0), (1, 11, 1), (1, 3, 2), (2, 9, 1)]

@@ -1,0 +1,152 @@
+"""prepare on real Ray Data: row accounting, vocab consistency and validation errors."""
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from data_pipeline.prepare import prepare
+from data_pipeline.schema import ValidationError
+from mgqe_dist.config import DataConfig, load_job
+
+
+def _prepared(tiny_job: Path) -> Path:
+    return Path(load_job(tiny_job).data.prepared_dir)
+
+
+def test_every_input_row_is_accounted_for(tiny_job: Path) -> None:
+    root = _prepared(tiny_job)
+    stats = json.loads((root / "stats.json").read_text())
+    rows = stats["rows"]
+    assert rows["input"] == 4000
+    assert rows["train"] + rows["valid"] + rows["test"] + sum(stats["dropped"].values()) == 4000
+    for split in ("train", "valid", "test"):
+        assert pq.read_table(root / f"{split}.parquet").num_rows == rows[split]
+
+
+def test_one_valid_and_one_test_row_per_evaluated_user(tiny_job: Path) -> None:
+    root = _prepared(tiny_job)
+    for split in ("valid", "test"):
+        users = pq.read_table(root / f"{split}.parquet")["user_id"]
+        assert pc.count_distinct(users).as_py() == len(users) == 120
+
+
+def test_vocab_ranks_by_training_frequency(tiny_job: Path) -> None:
+    root = _prepared(tiny_job)
+    vocab = pq.read_table(root / "vocab" / "item_id.parquet")
+    train = pq.read_table(root / "train.parquet")
+    counts = pc.value_counts(train["item_id"]).to_pylist()
+    by_id = {c["values"]: c["counts"] for c in counts}
+    known = vocab.num_rows - 1
+    assert [by_id.get(i, 0) for i in range(known)] == vocab["count"].to_pylist()[:known]
+    assert vocab["count"].to_pylist()[:known] == sorted(
+        vocab["count"].to_pylist()[:known], reverse=True
+    )
+    stats = json.loads((root / "stats.json").read_text())
+    assert stats["features"]["item_id"]["oov_id"] == known
+
+
+def test_remapped_ids_round_trip_to_raw_ids(tiny_job: Path) -> None:
+    root = _prepared(tiny_job)
+    raw = pq.read_table(root / "input" / "interactions.parquet")
+    vocab = {
+        f: pq.read_table(root / "vocab" / f"{f}.parquet")["raw_id"].to_pylist()
+        for f in ("user_id", "item_id")
+    }
+    rebuilt = set()
+    for split in ("train", "valid", "test"):
+        t = pq.read_table(root / f"{split}.parquet")
+        rebuilt |= {
+            (vocab["user_id"][u], vocab["item_id"][i], ts)
+            for u, i, ts in zip(
+                t["user_id"].to_pylist(),
+                t["item_id"].to_pylist(),
+                t["timestamp"].to_pylist(),
+                strict=True,
+            )
+        }
+    original = set(
+        zip(
+            raw["user_id"].to_pylist(),
+            raw["item_id"].to_pylist(),
+            raw["timestamp"].to_pylist(),
+            strict=True,
+        )
+    )
+    assert rebuilt == original
+
+
+def test_second_prepare_reuses_the_result(tiny_job: Path, capsys: pytest.CaptureFixture) -> None:
+    job = load_job(tiny_job)
+    before = (_prepared(tiny_job) / "stats.json").stat().st_mtime_ns
+    prepare(job.data, job.seed)
+    assert "up to date" in capsys.readouterr().out
+    assert (_prepared(tiny_job) / "stats.json").stat().st_mtime_ns == before
+
+
+def _log_dir(tmp_path: Path, table: pa.Table, name: str = "part-0.parquet") -> Path:
+    source = tmp_path / "logs"
+    source.mkdir(exist_ok=True)
+    pq.write_table(table, source / name)
+    return source
+
+
+def _cfg(tmp_path: Path, source: Path) -> DataConfig:
+    return DataConfig(source=str(source), prepared_dir=str(tmp_path / "prepared"))
+
+
+GOOD = {"user_id": [1, 1, 1], "item_id": [1, 2, 3], "timestamp": [1, 2, 3]}
+
+
+def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
+    source = _log_dir(tmp_path, pa.table({"user_id": [1], "item_id": [2]}))
+    with pytest.raises(ValidationError, match=r"part-0\.parquet: missing column 'timestamp'"):
+        prepare(_cfg(tmp_path, source), seed=0)
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_wrong_type_names_column(tmp_path: Path) -> None:
+    source = _log_dir(tmp_path, pa.table({**GOOD, "item_id": [1.5, 2.0, 3.0]}))
+    with pytest.raises(ValidationError, match="column 'item_id' has type double"):
+        prepare(_cfg(tmp_path, source), seed=0)
+
+
+def test_empty_file_is_named(tmp_path: Path) -> None:
+    source = _log_dir(tmp_path, pa.table(GOOD))
+    _log_dir(tmp_path, pa.table(GOOD).slice(0, 0), "part-1.parquet")
+    with pytest.raises(ValidationError, match=r"part-1\.parquet: file has no rows"):
+        prepare(_cfg(tmp_path, source), seed=0)
+
+
+def test_null_and_negative_ids_are_counted_per_file(tmp_path: Path) -> None:
+    source = _log_dir(
+        tmp_path,
+        pa.table(
+            {"user_id": [1, None, 1, 1], "item_id": [1, 2, -3, -4], "timestamp": [1, 2, 3, 4]}
+        ),
+    )
+    with pytest.raises(ValidationError) as error:
+        prepare(_cfg(tmp_path, source), seed=0)
+    message = str(error.value)
+    assert "part-0.parquet: column 'user_id': 1 null value(s)" in message
+    assert "part-0.parquet: column 'item_id': 2 negative value(s)" in message
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_string_ids_are_supported(tmp_path: Path) -> None:
+    users = [f"u{i}" for i in range(3) for _ in range(4)]
+    items = [f"i{j}" for _ in range(3) for j in range(4)]
+    source = _log_dir(
+        tmp_path, pa.table({"user_id": users, "item_id": items, "timestamp": list(range(12))})
+    )
+    out = prepare(_cfg(tmp_path, source), seed=0)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["rows"] == {"input": 12, "train": 6, "valid": 3, "test": 3}
+    assert pq.read_table(out / "vocab" / "user_id.parquet")["raw_id"].to_pylist()[:3] == [
+        "u0",
+        "u1",
+        "u2",
+    ]

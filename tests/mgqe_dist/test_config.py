@@ -1,0 +1,82 @@
+from pathlib import Path
+
+import pytest
+
+from mgqe_dist.config import ConfigError, load_job
+
+BASE = 'name = "t"\noutput_dir = "out"\n'
+
+
+def _job(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "job.toml"
+    path.write_text(BASE + text)
+    return path
+
+
+def test_defaults_fill_missing_sections(tmp_path: Path) -> None:
+    job = load_job(_job(tmp_path, ""))
+    assert job.embedding.kind == "full" and job.embedding.dim == 64
+    assert job.data.tier_fractions == (0.1,)
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"train: unknown key\(s\) \['epochz'\]"):
+        load_job(_job(tmp_path, "[train]\nepochz = 3\n"))
+
+
+def test_wrong_type_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="train: epochs = 'ten': expected int, got str"):
+        load_job(_job(tmp_path, '[train]\nepochs = "ten"\n'))
+
+
+def test_bool_is_not_an_int(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="expected int, got bool"):
+        load_job(_job(tmp_path, "[train]\nepochs = true\n"))
+
+
+def test_literal_values_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="if_missing = 'guess': must be one of"):
+        load_job(_job(tmp_path, '[data]\nif_missing = "guess"\n'))
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    path = tmp_path / "job.toml"
+    path.write_text('name = "t"\n')
+    with pytest.raises(ConfigError, match="missing required key 'output_dir'"):
+        load_job(path)
+
+
+def test_overrides_are_typed(tmp_path: Path) -> None:
+    job = load_job(
+        _job(tmp_path, ""),
+        [
+            "train.epochs=1",
+            "embedding.kind=mgqe",
+            "train.learning_rate=1",
+            "embedding.num_centroids=[8,2]",
+        ],
+    )
+    assert job.train.epochs == 1
+    assert job.embedding.kind == "mgqe"
+    assert job.train.learning_rate == 1.0 and isinstance(job.train.learning_rate, float)
+    assert job.embedding.num_centroids == (8, 2)
+
+
+def test_bad_override_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="train: epochs = 'many'"):
+        load_job(_job(tmp_path, ""), ["train.epochs=many"])
+    with pytest.raises(ConfigError, match=r"expected section\.key=value"):
+        load_job(_job(tmp_path, ""), ["train.epochs"])
+
+
+def test_missing_job_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="job spec not found"):
+        load_job(tmp_path / "nope.toml")
+
+
+def test_shipped_job_specs_load() -> None:
+    root = Path(__file__).resolve().parents[2] / "jobs"
+    specs = sorted(root.glob("*.toml"))
+    assert specs
+    for spec in specs:
+        assert load_job(spec).name == spec.stem

@@ -1,0 +1,68 @@
+"""The `mgqe-dist` entry in-process: one-line errors with exit 2, and a tiny end-to-end run."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mgqe_dist.cli import main
+from tests.conftest import TINY_JOB, write_job
+
+
+def test_unknown_key_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    job = write_job(tmp_path, TINY_JOB + "\n[model]\nname = 'gmf'\nlayers = 3\n")
+    assert main(["train", str(job)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "model: unknown key(s) ['layers']" in err
+
+
+def test_wrong_type_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    job = write_job(tmp_path)
+    assert main(["train", str(job), "--set", "train.epochs=two"]) == 2
+    assert "train: epochs = 'two': expected int" in capsys.readouterr().err
+
+
+def test_missing_data_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    job = write_job(tmp_path)
+    assert main(["prepare", str(job), "--set", "data.if_missing=error"]) == 2
+    assert "data source not found" in capsys.readouterr().err
+
+
+def test_train_before_prepare_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    job = write_job(tmp_path)
+    assert main(["train", str(job)]) == 2
+    assert "run `mgqe-dist prepare JOB` first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["full", "mgqe"])
+def test_tiny_end_to_end_run_writes_metrics(tiny_job: Path, tmp_path: Path, kind: str) -> None:
+    out = tmp_path / kind
+    assert (
+        main(
+            [
+                "train",
+                str(tiny_job),
+                "--set",
+                f"embedding.kind={kind}",
+                "--set",
+                f'output_dir="{out}"',
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("hr@10", "ndcg@10", "valid_hr@10"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["embedding"] == kind and metrics["model"] == "gmf" and metrics["seed"] == 0
+    assert metrics["config"]["train"]["epochs"] == 2
+    assert metrics["versions"]["torch"].startswith("2.13")
+    assert set(metrics["data"]["checksums"]) >= {"train.parquet", "valid.parquet", "test.parquet"}
+    assert len(metrics["history"]) == 2
+    assert metrics["history"][1]["loss"] < metrics["history"][0]["loss"]
+    expected_pct = 100.0 if kind == "full" else None
+    if expected_pct is not None:
+        assert metrics["size_pct_of_full"] == pytest.approx(expected_pct)
+    else:
+        assert metrics["size_pct_of_full"] < 100.0
+    assert (out / "model.pt").is_file()
