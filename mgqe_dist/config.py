@@ -68,6 +68,9 @@ class TrainConfig:
     batch_size: int = 2048
     learning_rate: float = 0.001
     num_negatives: int = 4
+    # Stop after this many epochs without a better validation NDCG (0 = run every epoch). The
+    # model evaluated on test is always the best-validation one, as in NCF and SASRec.
+    early_stopping_patience: int = 5
     # Progress lines per epoch (0 = only the per-epoch summary).
     progress_updates: int = 4
 

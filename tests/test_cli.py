@@ -60,6 +60,9 @@ def test_tiny_end_to_end_run_writes_metrics(tiny_job: Path, tmp_path: Path, kind
     assert set(metrics["data"]["checksums"]) >= {"train.parquet", "valid.parquet", "test.parquet"}
     assert len(metrics["history"]) == 2
     assert metrics["history"][1]["loss"] < metrics["history"][0]["loss"]
+    best = max(metrics["history"], key=lambda r: r["valid_ndcg@10"])
+    assert metrics["best_epoch"] == best["epoch"]
+    assert metrics["valid_ndcg@10"] == pytest.approx(best["valid_ndcg@10"])  # weights restored
     expected_pct = 100.0 if kind == "full" else None
     if expected_pct is not None:
         assert metrics["size_pct_of_full"] == pytest.approx(expected_pct)

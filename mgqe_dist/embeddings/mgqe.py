@@ -95,7 +95,7 @@ class MGQEEmbedding(EmbeddingModule):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         unique, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
         parts = []
-        sq_error = commit_error = self.query.new_zeros(())
+        loss = self.query.new_zeros(())
         for tier, lo, hi in self._tier_slices(unique):
             e = nn.functional.embedding(unique[lo:hi], self.query)
             e = e.view(hi - lo, self.subspaces[tier], -1)
@@ -104,13 +104,11 @@ class MGQEEmbedding(EmbeddingModule):
             # Straight-through: the value is the centroid, the gradient goes to the query.
             parts.append((e + (chosen - e).detach()).reshape(hi - lo, -1))
             if torch.is_grad_enabled():
-                sq_error = sq_error + (e.detach() - chosen).pow(2).sum()
-                commit_error = commit_error + (e - chosen.detach()).pow(2).sum()
+                loss = loss + self.centroid_loss_weight * (e.detach() - chosen).pow(2).sum()
+                if self.commitment_weight:
+                    loss = loss + self.commitment_weight * (e - chosen.detach()).pow(2).sum()
         if torch.is_grad_enabled():
-            scale = 1.0 / (len(unique) * self.embedding_dim)
-            loss = scale * (
-                self.centroid_loss_weight * sq_error + self.commitment_weight * commit_error
-            )
+            loss = loss / (len(unique) * self.embedding_dim)
             self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss
         quantized = torch.cat(parts)
         return nn.functional.embedding(inverse, quantized).reshape(*ids.shape, self.embedding_dim)
@@ -207,16 +205,14 @@ def _nearest(e: torch.Tensor, book: torch.Tensor) -> torch.Tensor:
 
 
 def _nearest_scalar(e: torch.Tensor, book: torch.Tensor) -> torch.Tensor:
-    """One-dimensional subspaces: the nearest centroid is a neighbour in sorted order.
+    """One-dimensional subspaces: the nearest centroid is found by bisecting sorted midpoints.
 
     O(D log K) per row instead of O(D K); this is the paper's d/D = 1 setting (D = d = 64).
     """
     values, order = book.sort(dim=1)
-    upper = torch.searchsorted(values, e.T.contiguous()).clamp_(max=book.shape[1] - 1)
-    lower = (upper - 1).clamp_(min=0)
-    e_t = e.T
-    pick_lower = (e_t - values.gather(1, lower)).abs() <= (values.gather(1, upper) - e_t).abs()
-    return order.gather(1, torch.where(pick_lower, lower, upper)).T
+    midpoints = (values[:, 1:] + values[:, :-1]) / 2
+    slot = torch.searchsorted(midpoints, e.T.contiguous())
+    return order.gather(1, slot).T
 
 
 def _per_tier(value: int | Sequence[int], num_tiers: int, name: str) -> tuple[int, ...]:

@@ -13,10 +13,6 @@ import torch
 from data_pipeline.files import sha256_tree
 from data_pipeline.prepare import load_stats
 
-# Rounds of re-drawing negatives that hit a positive; leftovers after this are vanishingly
-# rare (a user would need to have seen almost every item) and are kept as drawn.
-_RESAMPLE_ROUNDS = 20
-
 
 @dataclass(frozen=True)
 class Interactions:
@@ -82,23 +78,31 @@ def _read_split(path: Path) -> Interactions:
 
 
 class NegativeSampler:
-    """Draws items uniformly from the known items, re-drawing those the user interacted with."""
+    """Draws items uniformly from those a user has not interacted with, exactly, in one pass.
+
+    With a user's positives sorted as p_0 < p_1 < ..., the r-th item the user has not seen is
+    r + #{j : p_j - j <= r}; keeping the keys user * n + (p_j - j) sorted turns that count into
+    one searchsorted for the whole batch, so no draw is ever rejected and re-drawn.
+    """
 
     def __init__(self, positives: Interactions, num_items: int) -> None:
         self.num_items = num_items
-        self._positive_keys = torch.unique(positives.users * num_items + positives.items)
+        keys = torch.unique(positives.users * num_items + positives.items)
+        users = keys // num_items
+        _, counts = torch.unique_consecutive(users, return_counts=True)
+        rank_in_user = torch.arange(len(keys)) - torch.repeat_interleave(
+            counts.cumsum(0) - counts, counts
+        )
+        self._shifted = keys - rank_in_user
 
     def sample(self, users: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One negative item per entry of `users`."""
-        items = torch.randint(self.num_items, users.shape, generator=generator)
-        for _ in range(_RESAMPLE_ROUNDS):
-            clash = self._is_positive(users, items)
-            if not clash.any():
-                break
-            items[clash] = torch.randint(self.num_items, (int(clash.sum()),), generator=generator)
-        return items
-
-    def _is_positive(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        keys = users * self.num_items + items
-        pos = torch.searchsorted(self._positive_keys, keys).clamp(max=len(self._positive_keys) - 1)
-        return self._positive_keys[pos] == keys
+        base = users * self.num_items
+        start = torch.searchsorted(self._shifted, base)
+        free = self.num_items - (torch.searchsorted(self._shifted, base + self.num_items) - start)
+        if (free <= 0).any():
+            user = int(users[free <= 0][0])
+            raise ValueError(f"user {user} has interacted with every item: no negative exists")
+        r = (torch.rand(users.shape, generator=generator, dtype=torch.float64) * free).long()
+        seen_before = torch.searchsorted(self._shifted, base + r, right=True) - start
+        return r + seen_before

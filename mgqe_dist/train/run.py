@@ -43,10 +43,18 @@ def train_job(job: JobConfig) -> dict[str, Any]:
         flush=True,
     )
 
-    def validate(_: int) -> dict[str, float]:
+    def validate() -> dict[str, float]:
         return _rank(model, data, data.valid, (data.train,), job.eval).as_dict("valid_")
 
-    history = train_epochs(model, data.train, data.num_known_items, job.train, job.seed, validate)
+    result = train_epochs(
+        model,
+        data.train,
+        data.num_known_items,
+        job.train,
+        job.seed,
+        validate,
+        select_by=f"valid_ndcg@{job.eval.k}",
+    )
     train_seconds = time.time() - started
     valid = _rank(model, data, data.valid, (data.train,), job.eval)
     test = _rank(model, data, data.test, (data.train, data.valid), job.eval)
@@ -62,7 +70,9 @@ def train_job(job: JobConfig) -> dict[str, Any]:
         "embedding": job.embedding.kind,
         "model": job.model.name,
         "seed": job.seed,
-        "history": history,
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "history": result.history,
         "train_seconds": round(train_seconds, 1),
         "wall_seconds": round(time.time() - started, 1),
         "config": to_dict(job),
@@ -96,7 +106,7 @@ def _rank(
     cfg: EvalConfig,
 ) -> RankingResult:
     """Full ranking of `split`'s items against every known item, masking `masked` splits."""
-    model.eval()
+    model.eval()  # the training loop sets train mode again at the start of each epoch
     candidates = torch.arange(data.num_known_items)
     result = evaluate_ranking(
         functools.partial(model.score_all_items, item_ids=candidates),
@@ -107,5 +117,4 @@ def _rank(
         k=cfg.k,
         user_batch_size=cfg.user_batch_size,
     )
-    model.train()
     return result
