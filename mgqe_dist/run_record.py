@@ -24,11 +24,18 @@ def versions() -> dict[str, Any]:
 
 
 def _git_commit() -> str | None:
-    here = Path(__file__).resolve().parent
+    """HEAD of the checkout this package runs from, suffixed "-dirty" with local changes."""
+    head = _git("rev-parse", "HEAD")
+    if head is None:
+        return None
+    return head + ("-dirty" if _git("status", "--porcelain") else "")
+
+
+def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=here,
+            ["git", *args],
+            cwd=Path(__file__).resolve().parent,
             capture_output=True,
             text=True,
             timeout=10,
@@ -36,14 +43,4 @@ def _git_commit() -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if out.returncode != 0:
-        return None
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain"],
-        cwd=here,
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    ).stdout.strip()
-    return out.stdout.strip() + ("-dirty" if dirty else "")
+    return out.stdout.strip() if out.returncode == 0 else None

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mgqe_dist.registry import Registry
+
 FLOAT_BITS = 32
 
 
@@ -33,31 +35,18 @@ class EmbeddingModule(nn.Module):
 
 
 EmbeddingBuilder = Callable[..., EmbeddingModule]
-_REGISTRY: dict[str, EmbeddingBuilder] = {}
-
-
-def register_embedding(kind: str) -> Callable[[EmbeddingBuilder], EmbeddingBuilder]:
-    """Class decorator adding an embedding kind to the registry under `kind`."""
-
-    def add(builder: EmbeddingBuilder) -> EmbeddingBuilder:
-        if kind in _REGISTRY:
-            raise ValueError(f"embedding kind {kind!r} registered twice")
-        _REGISTRY[kind] = builder
-        return builder
-
-    return add
+EMBEDDINGS: Registry[EmbeddingBuilder] = Registry("embedding kind")
+register_embedding = EMBEDDINGS.register
 
 
 def embedding_kinds() -> list[str]:
     """Names accepted by `build_embedding`."""
-    return sorted(_REGISTRY)
+    return EMBEDDINGS.names()
 
 
 def embedding_builder(kind: str) -> EmbeddingBuilder:
     """The registered builder of `kind` (a class or function), for inspecting its options."""
-    if kind not in _REGISTRY:
-        raise ValueError(f"unknown embedding kind {kind!r}; known: {embedding_kinds()}")
-    return _REGISTRY[kind]
+    return EMBEDDINGS.get(kind)
 
 
 def build_embedding(
