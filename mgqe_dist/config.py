@@ -42,15 +42,23 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class EmbeddingConfig:
-    """Which embedding kind replaces the user and item tables, and its options."""
+    """Which embedding kind replaces the user and item tables, and its options.
+
+    Each kind receives only the options its builder accepts (see train/factory.py).
+    """
 
     kind: str = "full"
     dim: int = 64
     init_std: float = 0.01
-    # MGQE / DPQ options (ignored by "full").
-    num_subspaces: int = 64
+    # MGQE / DPQ: subspaces D and centroids K, one value for all tiers or one per tier
+    # (head first). Variable D needs shared_centroids = false.
+    num_subspaces: tuple[int, ...] = (64,)
     num_centroids: tuple[int, ...] = (256, 64)
     shared_centroids: bool = True
+    # LRF: rank r of the factorisation.
+    rank: int = 48
+    # SQ: bits per value after post-training quantization.
+    bits: int = 8
 
 
 @dataclass(frozen=True)

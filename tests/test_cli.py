@@ -1,6 +1,7 @@
 """The `mgqe-dist` entry in-process: one-line errors with exit 2, and a tiny end-to-end run."""
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,21 @@ def test_tiny_end_to_end_run_writes_metrics(tiny_job: Path, tmp_path: Path, kind
     else:
         assert metrics["size_pct_of_full"] < 100.0
     assert (out / "model.pt").is_file()
+
+
+JOBS = sorted((Path(__file__).resolve().parents[1] / "jobs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("spec", JOBS, ids=[p.stem for p in JOBS])
+def test_every_shipped_embedding_trains_on_tiny_data(
+    tiny_job: Path, tmp_path: Path, spec: Path
+) -> None:
+    """Each job's [embedding] section, run for one epoch on the tiny dataset."""
+    embedding = tomllib.loads(spec.read_text())["embedding"]
+    overrides = [f"embedding.{key}={json.dumps(value)}" for key, value in embedding.items()]
+    overrides += ["train.epochs=1", f'output_dir="{tmp_path}"']
+    assert main(["train", str(tiny_job), *[a for o in overrides for a in ("--set", o)]]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["embedding"] == embedding["kind"]
+    assert metrics["model_size_bits"] > 0
+    assert 0.0 <= metrics["hr@10"] <= 1.0

@@ -33,6 +33,9 @@ class EmbeddingModule(nn.Module):
         """Auxiliary loss accumulated since the last call (zero for kinds without one)."""
         return torch.zeros(())
 
+    def finalize(self) -> None:
+        """Post-training step before serving and final evaluation (e.g. SQ quantizes here)."""
+
 
 EmbeddingBuilder = Callable[..., EmbeddingModule]
 EMBEDDINGS: Registry[EmbeddingBuilder] = Registry("embedding kind")

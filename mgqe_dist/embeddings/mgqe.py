@@ -170,8 +170,8 @@ class MGQEEmbedding(EmbeddingModule):
 def build_dpq(
     num_embeddings: int,
     embedding_dim: int,
-    num_subspaces: int = 64,
-    num_centroids: int = 256,
+    num_subspaces: int | Sequence[int] = 64,
+    num_centroids: int | Sequence[int] = 256,
     init_std: float = 0.01,
     centroid_loss_weight: float = 1.0,
     commitment_weight: float = 0.0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import mgqe_dist.torchrec  # noqa: F401  (registers the TorchRec quantization kinds)
 from mgqe_dist.config import EmbeddingConfig, ModelConfig
 from mgqe_dist.embeddings import EmbeddingModule, build_embedding
 from mgqe_dist.embeddings.base import embedding_builder
@@ -30,6 +31,8 @@ def _table(
         "num_subspaces": cfg.num_subspaces,
         "num_centroids": cfg.num_centroids,
         "shared_centroids": cfg.shared_centroids,
+        "rank": cfg.rank,
+        "bits": cfg.bits,
         "tier_boundaries": tier_boundaries,
     }
     accepted = inspect.signature(embedding_builder(cfg.kind)).parameters

@@ -19,7 +19,7 @@ from mgqe_dist.config import EvalConfig, JobConfig, to_dict
 from mgqe_dist.evaluate.ranking import RankingResult, evaluate_ranking
 from mgqe_dist.models import Recommender
 from mgqe_dist.run_record import versions
-from mgqe_dist.size import full_embedding_model_bits, model_serving_bits
+from mgqe_dist.size import embedding_modules, full_embedding_model_bits, model_serving_bits
 from mgqe_dist.train.data import Interactions, PreparedData, load_prepared
 from mgqe_dist.train.factory import build_recommender
 from mgqe_dist.train.loop import train_epochs
@@ -56,6 +56,8 @@ def train_job(job: JobConfig) -> dict[str, Any]:
         select_by=f"valid_ndcg@{job.eval.k}",
     )
     train_seconds = time.time() - started
+    for table in embedding_modules(model):
+        table.finalize()  # post-training steps, e.g. SQ quantization, before final evaluation
     valid = _rank(model, data, data.valid, (data.train,), job.eval)
     test = _rank(model, data, data.test, (data.train, data.valid), job.eval)
     size_bits = model_serving_bits(model)
