@@ -32,6 +32,7 @@ from data_pipeline.schema import (
 )
 from data_pipeline.source import describe_source, materialize_source
 from data_pipeline.split import SPLITS, TRAIN, leave_last_two_out
+from data_pipeline.stats import load_stats
 from data_pipeline.tiers import build_vocab, tier_boundaries
 from mgqe_dist.config import DataConfig
 
@@ -67,17 +68,6 @@ def prepare(cfg: DataConfig, seed: int, force: bool = False) -> Path:
         write_json_atomic(stats, tmp / "stats.json")
     print(f"prepared dataset written to {out} in {stats['seconds']} s")
     return out
-
-
-def load_stats(prepared_dir: str | Path) -> dict[str, Any]:
-    """Read stats.json of a prepared dataset, with a clear error when it is not there."""
-    path = Path(prepared_dir) / "stats.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"prepared dataset not found at {prepared_dir} (no stats.json); run "
-            "`mgqe-dist prepare JOB` first"
-        )
-    return json.loads(path.read_text())
 
 
 def _up_to_date(out: Path, fingerprint: dict[str, Any]) -> bool:

@@ -81,6 +81,8 @@ class TrainConfig:
     early_stopping_patience: int = 5
     # Progress lines per epoch (0 = only the per-epoch summary).
     progress_updates: int = 4
+    # Where to train and evaluate: "auto" takes the GPU when there is one.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 @dataclass(frozen=True)

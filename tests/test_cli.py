@@ -5,6 +5,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import torch
 
 from mgqe_dist.cli import main
 from tests.conftest import TINY_JOB, write_job
@@ -88,3 +89,9 @@ def test_every_shipped_embedding_trains_on_tiny_data(
     assert metrics["embedding"] == embedding["kind"]
     assert metrics["model_size_bits"] > 0
     assert 0.0 <= metrics["hr@10"] <= 1.0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_gpu_is_a_clear_error(tiny_job: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", str(tiny_job), "--set", "train.device=cuda"]) == 2
+    assert "no CUDA device is available" in capsys.readouterr().err

@@ -39,7 +39,10 @@ class ScalarQuantEmbedding(FullEmbedding):
         self.minimum.copy_(weight.min(0).values)
         span = weight.max(0).values - self.minimum
         self.step.copy_(span / (2**self.bits - 1))
-        weight.copy_(self.minimum + self.codes(torch.arange(self.num_embeddings)) * self.step)
+        weight.copy_(
+            self.minimum
+            + self.codes(torch.arange(self.num_embeddings, device=weight.device)) * self.step
+        )
         self.quantized.fill_(True)
 
     @torch.no_grad()

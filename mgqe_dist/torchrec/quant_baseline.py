@@ -42,13 +42,13 @@ class TorchRecQuantEmbedding(FullEmbedding):
             return super().forward(ids)
         from torchrec import KeyedJaggedTensor
 
-        flat = ids.reshape(-1)
+        flat = ids.reshape(-1).cpu()  # the quantized table is built and kept on the CPU
         # One id per bag: sum pooling of a single row is the row itself.
         kjt = KeyedJaggedTensor.from_lengths_sync(
             keys=[_FEATURE], values=flat, lengths=torch.ones_like(flat, dtype=torch.int32)
         )
         rows = self.quantized(kjt).to_dict()[_FEATURE]
-        return rows.to(self.weight.dtype).reshape(*ids.shape, self.embedding_dim)
+        return rows.to(self.weight).reshape(*ids.shape, self.embedding_dim)
 
     def serving_bits(self) -> int:
         """Bits of the quantized weights TorchRec stores (built on demand before finalize)."""
@@ -72,7 +72,7 @@ class TorchRecQuantEmbedding(FullEmbedding):
             pooling=PoolingType.SUM,
         )
         float_ebc = EmbeddingBagCollection(tables=[table])
-        float_ebc.embedding_bags["table"].weight.copy_(self.weight)
+        float_ebc.embedding_bags["table"].weight.copy_(self.weight.cpu())
         float_ebc.qconfig = quant.QConfig(
             activation=quant.PlaceholderObserver.with_args(dtype=torch.float),
             weight=quant.PlaceholderObserver.with_args(dtype=WEIGHT_DTYPES[self.weight_dtype]),

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import torch
 
 from data_pipeline.files import sha256_tree
-from data_pipeline.prepare import load_stats
+from data_pipeline.stats import load_stats
 
 
 @dataclass(frozen=True)

@@ -87,14 +87,18 @@ def _run_epoch(
     cfg: TrainConfig,
     epoch: int,
 ) -> dict[str, float]:
-    """One pass over the shuffled samples; returns the mean task and auxiliary losses."""
+    """One pass over the shuffled samples; returns the mean task and auxiliary losses.
+
+    Samples stay on the CPU (negative sampling happens there); each batch moves to the model.
+    """
     users, items, labels = samples
+    device = next(model.parameters()).device
     report_every = max(1, len(batches) // cfg.progress_updates) if cfg.progress_updates else 0
     started = time.time()
     task_sum = aux_sum = 0.0
     for step, batch in enumerate(batches, start=1):
-        logits = model(users[batch], items[batch])
-        task = nn.functional.binary_cross_entropy_with_logits(logits, labels[batch])
+        logits = model(users[batch].to(device), items[batch].to(device))
+        task = nn.functional.binary_cross_entropy_with_logits(logits, labels[batch].to(device))
         aux = sum((t.extra_loss() for t in tables), torch.zeros(()))
         optimizer.zero_grad(set_to_none=True)
         (task + aux).backward()

@@ -7,7 +7,6 @@ next to the metrics.
 
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -36,10 +35,12 @@ def train_job(job: JobConfig) -> dict[str, Any]:
             flush=True,
         )
     torch.manual_seed(job.seed)
-    model = build_recommender(job.model, job.embedding, data)
+    device = _device(job.train.device)
+    model = build_recommender(job.model, job.embedding, data).to(device)
     print(
         f"training {job.model.name} with {job.embedding.kind} embeddings on "
-        f"{len(data.train)} interactions ({data.num_users} users, {data.num_items} items)",
+        f"{len(data.train)} interactions ({data.num_users} users, {data.num_items} items) "
+        f"on {device}",
         flush=True,
     )
 
@@ -72,6 +73,7 @@ def train_job(job: JobConfig) -> dict[str, Any]:
         "embedding": job.embedding.kind,
         "model": job.model.name,
         "seed": job.seed,
+        "device": str(device),
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "history": result.history,
@@ -88,7 +90,7 @@ def train_job(job: JobConfig) -> dict[str, Any]:
     }
     out = Path(job.output_dir)
     with atomic_path(out / "model.pt") as tmp:
-        torch.save(model.state_dict(), tmp)
+        torch.save({name: value.cpu() for name, value in model.state_dict().items()}, tmp)
     write_json_atomic(metrics, out / "metrics.json")
     k = job.eval.k
     print(
@@ -109,9 +111,14 @@ def _rank(
 ) -> RankingResult:
     """Full ranking of `split`'s items against every known item, masking `masked` splits."""
     model.eval()  # the training loop sets train mode again at the start of each epoch
-    candidates = torch.arange(data.num_known_items)
+    device = next(model.parameters()).device
+    candidates = torch.arange(data.num_known_items, device=device)
+
+    def scores(users: torch.Tensor) -> torch.Tensor:
+        return model.score_all_items(users.to(device), candidates).cpu()
+
     result = evaluate_ranking(
-        functools.partial(model.score_all_items, item_ids=candidates),
+        scores,
         split.users,
         split.items,
         seen=(torch.cat([m.users for m in masked]), torch.cat([m.items for m in masked])),
@@ -120,3 +127,12 @@ def _rank(
         user_batch_size=cfg.user_batch_size,
     )
     return result
+
+
+def _device(name: str) -> torch.device:
+    """Resolve train.device; asking for CUDA without a GPU is an error, not a silent fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError('train.device = "cuda" but no CUDA device is available')
+    return torch.device(name)
