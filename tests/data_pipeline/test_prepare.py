@@ -150,3 +150,45 @@ def test_string_ids_are_supported(tmp_path: Path) -> None:
         "u1",
         "u2",
     ]
+
+
+@pytest.mark.parametrize(
+    ("file_name", "line"),
+    [("ratings.dat", "{u}::{i}::4::{t}"), ("ml-1m.txt", "{u} {i}")],
+)
+def test_movielens_directory_is_detected_and_converted(
+    tmp_path: Path, file_name: str, line: str
+) -> None:
+    source = tmp_path / "ml-1m"
+    source.mkdir()
+    # User 1 sees items 5..8 in that order, user 2 in reverse, so every item is in training.
+    histories = {1: (5, 6, 7, 8), 2: (8, 7, 6, 5)}
+    lines = [
+        line.format(u=u, i=i, t=1000 + 10 * step)
+        for u, items in histories.items()
+        for step, i in enumerate(items)
+    ]
+    (source / file_name).write_text("\n".join(lines) + "\n")
+    out = prepare(_cfg(tmp_path, source), seed=0)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["origin"]["synthetic"] is False
+    assert stats["origin"]["location"].endswith(file_name)
+    assert stats["rows"] == {"input": 8, "train": 4, "valid": 2, "test": 2}
+    test = pq.read_table(out / "test.parquet")
+    vocab = pq.read_table(out / "vocab" / "item_id.parquet")["raw_id"].to_pylist()
+    assert sorted(vocab[i] for i in test["item_id"].to_pylist()) == [5, 8]  # each latest item
+
+
+def test_items_unseen_in_training_map_to_the_oov_id(tmp_path: Path) -> None:
+    # Items 7 and 8 occur only as the valid and test interactions: they are OOV.
+    source = _log_dir(
+        tmp_path, pa.table({"user_id": [1] * 4, "item_id": [5, 6, 7, 8], "timestamp": [1, 2, 3, 4]})
+    )
+    out = prepare(_cfg(tmp_path, source), seed=0)
+    stats = json.loads((out / "stats.json").read_text())
+    oov = stats["features"]["item_id"]["oov_id"]
+    assert oov == 2
+    assert pq.read_table(out / "test.parquet")["item_id"].to_pylist() == [oov]
+    assert stats["oov_rows"]["test"]["item_id"] == 1 and stats["oov_rows"]["train"]["item_id"] == 0
+    tiers = pq.read_table(out / "vocab" / "item_id.parquet")["tier"].to_pylist()
+    assert tiers[oov] == max(tiers)
