@@ -47,22 +47,23 @@ def embedding_kinds() -> list[str]:
     return EMBEDDINGS.names()
 
 
-def embedding_builder(kind: str) -> EmbeddingBuilder:
-    """The registered builder of `kind` (a class or function), for inspecting its options."""
-    return EMBEDDINGS.get(kind)
+def embedding_options(kind: str) -> set[str]:
+    """Keyword options the builder of `kind` accepts besides num_embeddings and embedding_dim."""
+    parameters = inspect.signature(EMBEDDINGS.get(kind)).parameters
+    return set(parameters) - {"num_embeddings", "embedding_dim"}
 
 
 def build_embedding(
     kind: str, num_embeddings: int, embedding_dim: int, **options: Any
 ) -> EmbeddingModule:
     """Build an embedding table of the named kind; options are the kind's own keyword arguments."""
-    builder = embedding_builder(kind)
+    builder = EMBEDDINGS.get(kind)
     if num_embeddings <= 0 or embedding_dim <= 0:
         raise ValueError(
             f"embedding {kind!r}: num_embeddings and embedding_dim must be positive, "
             f"got {num_embeddings} and {embedding_dim}"
         )
-    accepted = set(inspect.signature(builder).parameters) - {"num_embeddings", "embedding_dim"}
+    accepted = embedding_options(kind)
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise ValueError(

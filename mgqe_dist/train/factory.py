@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import mgqe_dist.torchrec  # noqa: F401  (registers the TorchRec quantization kinds)
 from mgqe_dist.config import EmbeddingConfig, ModelConfig
 from mgqe_dist.embeddings import EmbeddingModule, build_embedding
-from mgqe_dist.embeddings.base import embedding_builder
+from mgqe_dist.embeddings.base import embedding_options
 from mgqe_dist.models import Recommender, build_model
 from mgqe_dist.train.data import PreparedData
 
@@ -35,6 +34,6 @@ def _table(
         "bits": cfg.bits,
         "tier_boundaries": tier_boundaries,
     }
-    accepted = inspect.signature(embedding_builder(cfg.kind)).parameters
+    accepted = embedding_options(cfg.kind)
     options = {name: value for name, value in candidates.items() if name in accepted}
     return build_embedding(cfg.kind, num_embeddings, cfg.dim, **options)
