@@ -20,7 +20,7 @@ def step_seconds(name: str, batch: int, steps: int, device: torch.device) -> flo
     """Mean seconds of one GMF optimiser step with `name` embeddings."""
     torch.manual_seed(0)
     users, items = build(name, ML1M_USERS, device), build(name, ML1M_ITEMS, device)
-    model = build_model("gmf", users, items).to(device)
+    model = build_model("gmf", {"users": users, "items": items}).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     user_ids = training_ids(ML1M_USERS, batch, generator).to(device)

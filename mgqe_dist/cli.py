@@ -1,7 +1,8 @@
-"""The `mgqe-dist` command: prepare data and train models from TOML job specs.
+"""The `mgqe-dist` command: prepare data, train models, export serving artifacts.
 
-Every command takes `--set section.key=value` overrides. Bad input (a broken job spec, a
-missing data file, an invalid log) prints one line naming the problem and exits with code 2.
+Job commands take a TOML job spec and `--set section.key=value` overrides. Bad input (a broken
+job spec, a missing data file, an invalid log or artifact) prints one line naming the problem
+and exits with code 2.
 """
 
 from __future__ import annotations
@@ -31,23 +32,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        job = load_job(args.job, args.set)
-        return int(args.run(job, args) or 0)
+        return int(args.run(args) or 0)
     except USER_ERRORS as exc:
         print(f"mgqe-dist {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
 
-def _prepare(job: JobConfig, args: argparse.Namespace) -> None:
+def _job(args: argparse.Namespace) -> JobConfig:
+    return load_job(args.job, args.set)
+
+
+def _prepare(args: argparse.Namespace) -> None:
     from data_pipeline.prepare import prepare
 
+    job = _job(args)
     prepare(job.data, job.seed, force=args.force)
 
 
-def _train(job: JobConfig, args: argparse.Namespace) -> None:
+def _train(args: argparse.Namespace) -> None:
     from mgqe_dist.train.run import train_job
 
-    train_job(job)
+    train_job(_job(args))
+
+
+def _export(args: argparse.Namespace) -> None:
+    from mgqe_dist.serve.artifact import export_artifact
+
+    manifest = export_artifact(args.run_dir, args.out)
+    size = manifest["size"]
+    print(
+        f"exported {args.run_dir} -> {args.out}: {size['model_file_bytes']:,} bytes of codes and "
+        f"weights ({size['file_bytes_over_accounting']:.4f}x the model's accounted size)"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     commands.choices["prepare"].add_argument(
         "--force", action="store_true", help="rebuild even if the prepared dataset is up to date"
     )
+    export = commands.add_parser(
+        "export", help="write a training run's serving artifact (packed codes + weights)"
+    )
+    export.add_argument("run_dir", help="a finished run, e.g. runs/ml1m_gmf_mgqe")
+    export.add_argument("--out", required=True, help="artifact directory to (re)write")
+    export.set_defaults(run=_export)
     return parser
 
 

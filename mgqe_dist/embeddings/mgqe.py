@@ -102,7 +102,9 @@ class MGQEEmbedding(EmbeddingModule):
             codes = _nearest(e.detach(), self.codebook(tier).detach())
             chosen = self._centroids(tier, codes)
             # Straight-through: the value is the centroid, the gradient goes to the query.
-            parts.append((e + (chosen - e).detach()).reshape(hi - lo, -1))
+            # Without autograd the centroid itself is returned, bit-identical to serving.
+            value = e + (chosen - e).detach() if torch.is_grad_enabled() else chosen
+            parts.append(value.reshape(hi - lo, -1))
             if torch.is_grad_enabled():
                 loss = loss + self.centroid_loss_weight * (e.detach() - chosen).pow(2).sum()
                 if self.commitment_weight:

@@ -16,7 +16,7 @@ from torch import nn
 from mgqe_dist.embeddings.base import register_embedding
 from mgqe_dist.embeddings.full import FullEmbedding
 
-_FEATURE = "ids"
+FEATURE = "ids"
 WEIGHT_DTYPES = {"int8": torch.qint8, "int4": torch.quint4x2}
 
 
@@ -45,9 +45,9 @@ class TorchRecQuantEmbedding(FullEmbedding):
         flat = ids.reshape(-1).cpu()  # the quantized table is built and kept on the CPU
         # One id per bag: sum pooling of a single row is the row itself.
         kjt = KeyedJaggedTensor.from_lengths_sync(
-            keys=[_FEATURE], values=flat, lengths=torch.ones_like(flat, dtype=torch.int32)
+            keys=[FEATURE], values=flat, lengths=torch.ones_like(flat, dtype=torch.int32)
         )
-        rows = self.quantized(kjt).to_dict()[_FEATURE]
+        rows = self.quantized(kjt).to_dict()[FEATURE]
         return rows.to(self.weight).reshape(*ids.shape, self.embedding_dim)
 
     def serving_bits(self) -> int:
@@ -55,29 +55,36 @@ class TorchRecQuantEmbedding(FullEmbedding):
         module = self.quantized if self.quantized is not None else self._quantize()
         return 8 * sum(t.numel() * t.element_size() for t in module.state_dict().values())
 
-    @torch.no_grad()
     def _quantize(self) -> nn.Module:
-        import torch.ao.quantization as quant
-        from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
-        from torchrec.modules.embedding_configs import PoolingType
-        from torchrec.quant.embedding_modules import (
-            EmbeddingBagCollection as QuantEmbeddingBagCollection,
-        )
+        return quantize_table(self.weight.cpu(), self.weight_dtype)
 
-        table = EmbeddingBagConfig(
-            name="table",
-            embedding_dim=self.embedding_dim,
-            num_embeddings=self.num_embeddings,
-            feature_names=[_FEATURE],
-            pooling=PoolingType.SUM,
-        )
-        float_ebc = EmbeddingBagCollection(tables=[table])
-        float_ebc.embedding_bags["table"].weight.copy_(self.weight.cpu())
-        float_ebc.qconfig = quant.QConfig(
-            activation=quant.PlaceholderObserver.with_args(dtype=torch.float),
-            weight=quant.PlaceholderObserver.with_args(dtype=WEIGHT_DTYPES[self.weight_dtype]),
-        )
-        return QuantEmbeddingBagCollection.from_float(float_ebc)
+
+@torch.no_grad()
+def quantize_table(weight: torch.Tensor, weight_dtype: str) -> nn.Module:
+    """A TorchRec QuantEmbeddingBagCollection holding `weight` (n x d) as one table whose
+    feature is "ids", quantized row-wise to `weight_dtype` ("int8" or "int4")."""
+    import torch.ao.quantization as quant
+    from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
+    from torchrec.modules.embedding_configs import PoolingType
+    from torchrec.quant.embedding_modules import (
+        EmbeddingBagCollection as QuantEmbeddingBagCollection,
+    )
+
+    table = EmbeddingBagConfig(
+        name="table",
+        embedding_dim=weight.shape[1],
+        num_embeddings=weight.shape[0],
+        feature_names=[FEATURE],
+        pooling=PoolingType.SUM,
+        init_fn=lambda _: None,  # the weights are copied in below
+    )
+    float_ebc = EmbeddingBagCollection(tables=[table], device=torch.device("meta"))
+    float_ebc.embedding_bags["table"].weight = nn.Parameter(weight, requires_grad=False)
+    float_ebc.qconfig = quant.QConfig(
+        activation=quant.PlaceholderObserver.with_args(dtype=torch.float),
+        weight=quant.PlaceholderObserver.with_args(dtype=WEIGHT_DTYPES[weight_dtype]),
+    )
+    return QuantEmbeddingBagCollection.from_float(float_ebc)
 
 
 register_embedding("torchrec_int8")(functools.partial(TorchRecQuantEmbedding, weight_dtype="int8"))

@@ -20,12 +20,13 @@ from mgqe_dist.models import Recommender
 from mgqe_dist.run_record import versions
 from mgqe_dist.size import embedding_modules, full_embedding_model_bits, model_serving_bits
 from mgqe_dist.train.data import Interactions, PreparedData, load_prepared
-from mgqe_dist.train.factory import build_recommender
+from mgqe_dist.train.factory import build_from_spec, model_spec
 from mgqe_dist.train.loop import train_epochs
 
 
 def train_job(job: JobConfig) -> dict[str, Any]:
-    """Train and evaluate the job's model; writes metrics.json and model.pt to job.output_dir."""
+    """Train and evaluate the job's model; writes metrics.json, model.pt and model.json (the
+    spec that rebuilds the model, for export) to job.output_dir."""
     started = time.time()
     data = load_prepared(job.data.prepared_dir)
     if data.stats["origin"]["synthetic"]:
@@ -36,7 +37,8 @@ def train_job(job: JobConfig) -> dict[str, Any]:
         )
     torch.manual_seed(job.seed)
     device = _device(job.train.device)
-    model = build_recommender(job.model, job.embedding, data).to(device)
+    spec = model_spec(job.model, job.embedding, data)
+    model = build_from_spec(spec).to(device)
     print(
         f"training {job.model.name} with {job.embedding.kind} embeddings on "
         f"{len(data.train)} interactions ({data.num_users} users, {data.num_items} items) "
@@ -83,6 +85,7 @@ def train_job(job: JobConfig) -> dict[str, Any]:
         "versions": versions(),
         "data": {
             "prepared_dir": job.data.prepared_dir,
+            "prepared_path": str(Path(job.data.prepared_dir).resolve()),
             "origin": data.stats["origin"],
             "checksums": data.stats["checksums"],
             "rows": data.stats["rows"],
@@ -91,6 +94,7 @@ def train_job(job: JobConfig) -> dict[str, Any]:
     out = Path(job.output_dir)
     with atomic_path(out / "model.pt") as tmp:
         torch.save({name: value.cpu() for name, value in model.state_dict().items()}, tmp)
+    write_json_atomic(spec, out / "model.json")
     write_json_atomic(metrics, out / "metrics.json")
     k = job.eval.k
     print(

@@ -11,7 +11,9 @@ TRAIN = Interactions(users=torch.arange(20) % 5, items=torch.arange(20) % 8)
 
 def _model() -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model("gmf", build_embedding("full", 5, 4), build_embedding("full", 8, 4))
+    return build_model(
+        "gmf", {"users": build_embedding("full", 5, 4), "items": build_embedding("full", 8, 4)}
+    )
 
 
 def test_stops_after_patience_and_restores_best_weights() -> None:

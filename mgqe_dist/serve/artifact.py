@@ -1,0 +1,265 @@
+"""The serving artifact (DESIGN.md): export a trained run, load it back with verification.
+
+Layout of an artifact directory:
+    manifest.json         format version, model spec, per table n, d, tiers, D_i, K_i, bits,
+                          variant, dtype; sha256 and size of every other file; size accounting
+    codes.safetensors     bit-packed codes (uint8 streams), one tensor per table and tier
+    weights.safetensors   float32 values: centroids, SQ ranges, FE/LRF rows, dense layers
+    vocab/<feature>.parquet  raw id -> id of each table (copied from the prepared data)
+Nothing is unpickled on load: JSON, safetensors and Parquet only. The directory is written
+atomically and every file is checked against the manifest before use.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from data_pipeline.files import atomic_path, sha256_file, write_json_atomic
+from mgqe_dist.models import Recommender
+from mgqe_dist.run_record import versions
+from mgqe_dist.serve.tables import SERVING_FORMATS, ServingTable, serving_table
+from mgqe_dist.size import model_serving_bits
+from mgqe_dist.train.factory import TABLE_FEATURES, build_from_spec
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+CODES_FILE, WEIGHTS_FILE = "codes.safetensors", "weights.safetensors"
+MODEL_FILES = (CODES_FILE, WEIGHTS_FILE)
+
+
+class ArtifactError(ValueError):
+    """An artifact or run directory that cannot be exported or loaded, with the reason."""
+
+
+def export_artifact(run_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
+    """Export a finished training run to a serving artifact; returns the manifest."""
+    run_dir = Path(run_dir)
+    spec, metrics, model = _load_run(run_dir)
+    source = {
+        "run_dir": str(run_dir.resolve()),
+        "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float | str)},
+        "trained_with": metrics["versions"],
+    }
+    vocab_dir = Path(metrics["data"]["prepared_path"]) / "vocab"
+    return export_model(model, spec, out_dir, vocab_dir, metrics["data"]["checksums"], source)
+
+
+def export_model(
+    model: Recommender,
+    spec: Mapping[str, Any],
+    out_dir: str | Path,
+    vocab_dir: Path,
+    data_checksums: Mapping[str, str],
+    source: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Write the artifact of a trained model built from `spec` (see the module docstring).
+
+    `vocab_dir` holds the prepared data's vocabularies, each checked against `data_checksums`
+    (the prepared data's stats.json checksums the model was trained on).
+    """
+    out_dir = Path(out_dir)
+    served = {
+        name: serving_table(table["kind"], getattr(model, name))
+        for name, table in spec["tables"].items()
+    }
+    codes: dict[str, torch.Tensor] = {}
+    weights = {key: value.float() for key, value in _dense_state(model, served).items()}
+    for name, table in served.items():
+        for key, value in table.tensors().items():
+            target = codes if value.dtype == torch.uint8 else weights
+            target[f"{name}.{key}"] = value.contiguous()
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        save_file(codes, tmp / CODES_FILE)
+        save_file(weights, tmp / WEIGHTS_FILE)
+        vocab_files = _copy_vocabs(vocab_dir, data_checksums, spec, tmp)
+        model_bytes = sum((tmp / f).stat().st_size for f in MODEL_FILES)
+        size_bits = model_serving_bits(model)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "model": {"name": spec["model"], "options": spec["options"]},
+            "tables": {
+                name: {
+                    "kind": spec["tables"][name]["kind"],
+                    "feature": TABLE_FEATURES[name],
+                    "dtype": "float32",
+                    **table.meta(),
+                }
+                for name, table in served.items()
+            },
+            "files": {
+                f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size}
+                for f in (*MODEL_FILES, *vocab_files)
+            },
+            "size": {
+                "model_size_bits": size_bits,
+                "model_file_bytes": model_bytes,
+                "file_bytes_over_accounting": model_bytes * 8 / size_bits,
+            },
+            "data_checksums": dict(data_checksums),
+            "source": dict(source),
+            "exported_with": versions(),
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        write_json_atomic(manifest, tmp / MANIFEST)
+    return manifest
+
+
+def _load_run(run_dir: Path) -> tuple[dict, dict, Recommender]:
+    """The run's model spec, metrics and trained model (weights-only load)."""
+    for name in ("model.json", "model.pt", "metrics.json"):
+        if not (run_dir / name).is_file():
+            raise ArtifactError(
+                f"{run_dir / name} is missing: export needs a finished training run "
+                f"(runs trained before export support have no model.json; retrain them)"
+            )
+    spec = json.loads((run_dir / "model.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    model = build_from_spec(spec)
+    state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model.eval()
+    return spec, metrics, model
+
+
+def _dense_state(model: nn.Module, tables: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """State-dict entries outside the embedding tables (served as float32)."""
+    return {
+        key: value.detach()
+        for key, value in model.state_dict().items()
+        if key.split(".")[0] not in tables
+    }
+
+
+def _copy_vocabs(
+    vocab_dir: Path, checksums: Mapping[str, str], spec: Mapping[str, Any], out: Path
+) -> list[str]:
+    """Copy each table's vocabulary, checked against the checksums the model was trained on."""
+    (out / "vocab").mkdir()
+    names = []
+    for table in spec["tables"]:
+        name = f"vocab/{TABLE_FEATURES[table]}.parquet"
+        source = vocab_dir / f"{TABLE_FEATURES[table]}.parquet"
+        if not source.is_file():
+            raise ArtifactError(f"{source} is missing: the run's prepared data is needed for ids")
+        if sha256_file(source) != checksums.get(name):
+            raise ArtifactError(
+                f"{source} changed since training (its sha256 differs from the run's record)"
+            )
+        shutil.copyfile(source, out / name)
+        names.append(name)
+    return names
+
+
+class ServedModel(nn.Module):
+    """A trained model rebuilt from an artifact for inference, plus raw-id lookup."""
+
+    def __init__(self, model: Recommender, manifest: dict[str, Any], vocabs: dict[str, pa.Array]):
+        super().__init__()
+        self.model, self.manifest, self._vocabs = model.eval(), manifest, vocabs
+
+    def forward(self, user_ids: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+        """The model's logits for its inputs (ids as trained; unknown ids use the OOV row)."""
+        with torch.no_grad():
+            return self.model(user_ids, item_ids)
+
+    def score_all_items(self, user_ids: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+        """The model's full-ranking scores (U, I)."""
+        with torch.no_grad():
+            return self.model.score_all_items(user_ids, item_ids)
+
+    def table(self, name: str) -> ServingTable:
+        """The serving table `name` (e.g. "items")."""
+        if name not in self.manifest["tables"]:
+            raise KeyError(f"no table {name!r}; tables: {sorted(self.manifest['tables'])}")
+        table = getattr(self.model, name)
+        assert isinstance(table, ServingTable)
+        return table
+
+    def ids(self, name: str, raw_ids: Sequence[Any] | np.ndarray | pa.Array) -> torch.Tensor:
+        """Model ids of raw ids (as in the interaction log); unknown raw ids get the OOV id."""
+        vocab = self._vocabs[name]
+        index = pc.index_in(pa.array(raw_ids, type=vocab.type), value_set=vocab)
+        oov = self.table(name).num_embeddings - 1
+        return torch.from_numpy(
+            index.fill_null(oov).to_numpy(zero_copy_only=False).astype(np.int64)
+        )
+
+
+def load_artifact(path: str | Path) -> ServedModel:
+    """Load and verify an artifact; raises ArtifactError naming any missing or changed file."""
+    root = Path(path)
+    manifest = read_manifest(root)
+    tensors = {
+        **load_file(root / CODES_FILE),
+        **load_file(root / WEIGHTS_FILE),
+    }
+    tables = manifest["tables"]
+
+    def table_builder(name: str, meta: Mapping[str, Any]) -> ServingTable:
+        prefix = f"{name}."
+        own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        return SERVING_FORMATS.get(meta["format"]).from_artifact(meta, own)
+
+    spec = {"model": manifest["model"]["name"], "options": manifest["model"]["options"]}
+    model = build_from_spec({**spec, "tables": tables}, table_builder)
+    dense = {k: v for k, v in tensors.items() if k.split(".")[0] not in tables}
+    try:
+        model.load_state_dict(dense)
+    except RuntimeError as exc:
+        raise ArtifactError(
+            f"{root / WEIGHTS_FILE}: dense weights do not fit the model: {exc}"
+        ) from exc
+    vocabs = {}
+    for name, meta in tables.items():
+        vocab = pq.read_table(root / "vocab" / f"{meta['feature']}.parquet")
+        if vocab.num_rows != meta["n"] or vocab["id"].to_pylist() != list(range(meta["n"])):
+            raise ArtifactError(
+                f"{root}/vocab/{meta['feature']}.parquet does not match table {name}"
+            )
+        vocabs[name] = vocab["raw_id"].combine_chunks().slice(0, meta["n"] - 1)
+    if model_serving_bits(model) != manifest["size"]["model_size_bits"]:
+        raise ArtifactError(f"{root}: rebuilt model size differs from the manifest's accounting")
+    return ServedModel(model, manifest, vocabs)
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    """The manifest, after checking the format version and every listed file's size and sha256."""
+    path = root / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing: not a mgqe-dist artifact directory")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path} is not valid JSON: {exc}") from exc
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path}: format_version {manifest.get('format_version')!r} is not supported "
+            f"(this mgqe-dist reads version {FORMAT_VERSION})"
+        )
+    for name, expected in manifest["files"].items():
+        file = root / name
+        if not file.is_file():
+            raise ArtifactError(f"{file} is missing (listed in {MANIFEST})")
+        size = file.stat().st_size
+        if size != expected["bytes"]:
+            raise ArtifactError(
+                f"{file} has {size} bytes, the manifest says {expected['bytes']} "
+                f"(truncated or replaced)"
+            )
+        if sha256_file(file) != expected["sha256"]:
+            raise ArtifactError(f"{file} content changed: sha256 differs from {MANIFEST}")
+    return manifest

@@ -1,0 +1,169 @@
+"""export -> load_artifact: exact codes, equal outputs, verified files, size on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from mgqe_dist.cli import main
+from mgqe_dist.config import EmbeddingConfig, load_job
+from mgqe_dist.models import Recommender, model_options
+from mgqe_dist.serve import ArtifactError, ServedModel, export_model, load_artifact
+from mgqe_dist.train.data import load_prepared
+from mgqe_dist.train.factory import build_from_spec, table_spec
+from tests.conftest import TINY_JOB, write_job
+
+KINDS = ["full", "sq", "dpq", "mgqe"]
+# DPQ has one tier, so one K; the tiny job's MGQE uses K = [16, 4].
+CENTROIDS = {"dpq": (16,)}
+
+
+def _train(job: Path, out: Path, *settings: str) -> Path:
+    overrides = [f'output_dir="{out}"', "train.epochs=1", *settings]
+    assert main(["train", str(job), *(a for s in overrides for a in ("--set", s))]) == 0
+    return out
+
+
+def _trained_model(run_dir: Path) -> Recommender:
+    model = build_from_spec(json.loads((run_dir / "model.json").read_text()))
+    model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
+    return model.eval()
+
+
+def _export(run_dir: Path, out: Path) -> ServedModel:
+    assert main(["export", str(run_dir), "--out", str(out)]) == 0
+    return load_artifact(out)
+
+
+@pytest.fixture(scope="module")
+def mgqe_artifact(tiny_job: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("artifact")
+    run = _train(tiny_job, root / "run", "embedding.kind=mgqe")
+    assert main(["export", str(run), "--out", str(root / "artifact")]) == 0
+    return root / "artifact"
+
+
+@pytest.mark.parametrize("model_name", ["gmf", "neumf"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_served_model_equals_trained_model(
+    tiny_job: Path, tmp_path: Path, model_name: str, kind: str
+) -> None:
+    centroids = list(CENTROIDS.get(kind, (16, 4)))
+    settings = (f"embedding.kind={kind}", f"model.name={model_name}")
+    run = _train(tiny_job, tmp_path / "run", *settings, f"embedding.num_centroids={centroids}")
+    trained, served = _trained_model(run), _export(run, tmp_path / "artifact")
+    users, items = torch.arange(40), torch.arange(served.table("items").num_embeddings)
+    with torch.no_grad():
+        for name, ids in (("users", users), ("items", items)):
+            assert torch.equal(served.table(name)(ids), getattr(trained, name)(ids))
+        expected = trained.score_all_items(users, items)
+        pairs = trained(users, items[: len(users)])
+    torch.testing.assert_close(served.score_all_items(users, items), expected)
+    torch.testing.assert_close(served(users, items[: len(users)]), pairs)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sasrec_artifact_equals_model(tiny_job: Path, tmp_path: Path, kind: str) -> None:
+    job = load_job(tiny_job)
+    data = load_prepared(job.data.prepared_dir)
+    centroids = CENTROIDS.get(kind, (16, 4))
+    emb = EmbeddingConfig(kind=kind, dim=16, num_subspaces=(8,), num_centroids=centroids)
+    spec = {
+        "model": "sasrec",
+        "options": model_options("sasrec", max_len=10),
+        "tables": {"items": table_spec(emb, data.num_items, data.tier_boundaries("item_id"))},
+    }
+    torch.manual_seed(0)
+    model = build_from_spec(spec)
+    for table in (model.items,):
+        table.finalize()
+    model.eval()
+    prepared = Path(job.data.prepared_dir)
+    export_model(model, spec, tmp_path / "art", prepared / "vocab", data.stats["checksums"], {})
+    served = load_artifact(tmp_path / "art")
+    sequences = torch.tensor(
+        [[-1] * 7 + [3, 5, 1], list(range(10)), [-1] * 9 + [data.num_items - 1]]
+    )
+    items = torch.arange(data.num_items)
+    with torch.no_grad():
+        expected = model.score_all_items(sequences, items)
+    torch.testing.assert_close(served.score_all_items(sequences, items), expected)
+
+
+def test_raw_ids_map_to_model_ids_and_unknown_to_oov(mgqe_artifact: Path) -> None:
+    served = load_artifact(mgqe_artifact)
+    vocab = pq.read_table(mgqe_artifact / "vocab" / "item_id.parquet")
+    raw = vocab["raw_id"].to_pylist()[:5]
+    oov = served.table("items").num_embeddings - 1
+    assert served.ids("items", [*raw, 10**12]).tolist() == [0, 1, 2, 3, 4, oov]
+
+
+def test_manifest_describes_tables_and_files(mgqe_artifact: Path) -> None:
+    manifest = json.loads((mgqe_artifact / "manifest.json").read_text())
+    items = manifest["tables"]["items"]
+    assert items["variant"] == "shared_variable_k" and items["d"] == 16
+    assert [t["num_centroids"] for t in items["tiers"]] == [16, 4]
+    assert [t["bits"] for t in items["tiers"]] == [4, 2]
+    assert set(manifest["files"]) == {
+        "codes.safetensors",
+        "weights.safetensors",
+        "vocab/user_id.parquet",
+        "vocab/item_id.parquet",
+    }
+
+
+def _copy(artifact: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(artifact, tmp_path / "copy"))
+
+
+def test_truncated_file_is_detected(mgqe_artifact: Path, tmp_path: Path) -> None:
+    art = _copy(mgqe_artifact, tmp_path)
+    data = (art / "codes.safetensors").read_bytes()
+    (art / "codes.safetensors").write_bytes(data[:-10])
+    with pytest.raises(ArtifactError, match=r"codes.safetensors has \d+ bytes.*truncated"):
+        load_artifact(art)
+
+
+def test_changed_byte_is_detected(mgqe_artifact: Path, tmp_path: Path) -> None:
+    art = _copy(mgqe_artifact, tmp_path)
+    data = bytearray((art / "weights.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (art / "weights.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=r"weights\.safetensors content changed"):
+        load_artifact(art)
+
+
+def test_unknown_format_version_is_refused(mgqe_artifact: Path, tmp_path: Path) -> None:
+    art = _copy(mgqe_artifact, tmp_path)
+    manifest = json.loads((art / "manifest.json").read_text())
+    (art / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(ArtifactError, match="format_version 99 is not supported"):
+        load_artifact(art)
+
+
+def test_export_of_unfinished_run_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "a")]) == 2
+    assert "model.json is missing" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+
+def test_size_on_disk_is_within_2_percent_of_accounting(tmp_path: Path) -> None:
+    """ML-1M-like proportions (64-d MGQE, K = [256, 64]), large enough that headers are noise."""
+    text = TINY_JOB.replace("synth_items = 200", "synth_items = 6000")
+    text = text.replace("synth_users = 120", "synth_users = 1000")
+    text = text.replace("synth_rows = 4000", "synth_rows = 40000")
+    text = text.replace("dim = 16\nnum_subspaces = 8\nnum_centroids = [16, 4]\n", "")
+    job = write_job(tmp_path, text)
+    assert main(["prepare", str(job)]) == 0
+    run = _train(job, tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    served = _export(run, tmp_path / "artifact")
+    size = served.manifest["size"]
+    assert size["model_size_bits"] == metrics["model_size_bits"]
+    assert 1.0 <= size["file_bytes_over_accounting"] <= 1.02
