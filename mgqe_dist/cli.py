@@ -1,4 +1,4 @@
-"""The `mgqe-dist` command: prepare data, train models, export serving artifacts.
+"""The `mgqe-dist` command: prepare data, train models, export artifacts, feed a feature store.
 
 Job commands take a TOML job spec and `--set section.key=value` overrides. Bad input (a broken
 job spec, a missing data file, an invalid log or artifact) prints one line naming the problem
@@ -66,6 +66,17 @@ def _export(args: argparse.Namespace) -> None:
     )
 
 
+def _feast_init(args: argparse.Namespace) -> None:
+    from mgqe_dist.serve.feature_store import init_repo
+
+    repo = args.repo or f"{args.run_dir.rstrip('/')}/feature_repo"
+    result = init_repo(args.run_dir, repo, args.online_store, args.redis_url)
+    print(
+        f"feature repository {result['repo']}: {result['items']:,} items' codes materialized "
+        f"to the {args.online_store} online store (centroids {result['centroids_version'][:12]})"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mgqe-dist", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +107,16 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", help="a finished run, e.g. runs/ml1m_gmf_mgqe")
     export.add_argument("--out", required=True, help="artifact directory to (re)write")
     export.set_defaults(run=_export)
+    feast = commands.add_parser("feast", help="Feast feature repository of a run's item codes")
+    feast_commands = feast.add_subparsers(dest="feast_command", required=True)
+    init = feast_commands.add_parser(
+        "init", help="write, apply and materialize a feature repository for an MGQE/DPQ run"
+    )
+    init.add_argument("run_dir", help="a finished MGQE or DPQ run")
+    init.add_argument("--repo", help="repository directory (default: RUN_DIR/feature_repo)")
+    init.add_argument("--online-store", choices=("sqlite", "redis"), default="sqlite")
+    init.add_argument("--redis-url", default="localhost:6379", help="host:port for redis")
+    init.set_defaults(run=_feast_init)
     return parser
 
 

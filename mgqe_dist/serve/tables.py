@@ -350,6 +350,18 @@ class CodebookTable(ServingTable):
         """Bit offset of each id's first code within its tier's stream."""
         return (flat - self._first[tier]) * self._row_bits[tier]
 
+    def tiers_of(self, ids: torch.Tensor) -> torch.Tensor:
+        """Tier of each id (unknown ids: the OOV id's tier)."""
+        return torch.bucketize(self.known(ids), self._starts, right=True)
+
+    def embed_codes(self, tiers: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Embeddings from (B,) tiers and (B, max D) codes, e.g. read from a feature store."""
+        width = self._width[tiers][:, None]
+        dims = torch.arange(self.embedding_dim, device=codes.device)
+        per_dim = codes.gather(1, (dims // width).expand(len(codes), -1))
+        index = self._dim_value[tiers] + per_dim * width
+        return self.values.index_select(0, index.reshape(-1)).view(-1, self.embedding_dim)
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         flat = self.known(ids.reshape(-1))
         tier = torch.bucketize(flat, self._starts, right=True)
