@@ -189,6 +189,10 @@ class ServedModel(nn.Module):
         assert isinstance(table, ServingTable)
         return table
 
+    def vocab(self, name: str) -> pa.Array:
+        """Raw ids of table `name` in model-id order (the OOV id has none, so it is left out)."""
+        return self._vocabs[name]
+
     def ids(self, name: str, raw_ids: Sequence[Any] | np.ndarray | pa.Array) -> torch.Tensor:
         """Model ids of raw ids (as in the interaction log); unknown raw ids get the OOV id."""
         vocab = self._vocabs[name]

@@ -26,7 +26,13 @@ import pyarrow.parquet as pq
 import torch
 
 from data_pipeline.files import atomic_path
-from mgqe_dist.serve.artifact import WEIGHTS_FILE, ArtifactError, export_artifact, load_artifact
+from mgqe_dist.serve.artifact import (
+    WEIGHTS_FILE,
+    ArtifactError,
+    ServedModel,
+    export_artifact,
+    load_artifact,
+)
 from mgqe_dist.serve.tables import CodebookTable
 
 ARTIFACT_DIR, DATA_DIR = "artifact", "data"
@@ -91,9 +97,9 @@ def init_repo(
         (tmp / DATA_DIR).mkdir()
         now = pd.Timestamp.now(tz="UTC")
         version = served.manifest["files"][WEIGHTS_FILE]["sha256"]
-        codes = _item_codes(served.manifest, tmp / ARTIFACT_DIR, items, version, now)
+        codes = _item_codes(served.vocab("items"), items, version, now)
         pq.write_table(codes, tmp / DATA_DIR / "item_codes.parquet")
-        interactions = _interactions(run_dir, tmp / ARTIFACT_DIR)
+        interactions = _interactions(run_dir, served)
         pq.write_table(interactions, tmp / DATA_DIR / "interactions.parquet")
         (tmp / "feature_store.yaml").write_text(_store_yaml(run_dir, online_store, redis_url))
         (tmp / "features.py").write_text(_features_py(codes, interactions))
@@ -102,17 +108,13 @@ def init_repo(
     return {"repo": str(repo), "items": codes.num_rows, "centroids_version": version}
 
 
-def _item_codes(
-    manifest: dict[str, Any], artifact: Path, items: CodebookTable, version: str, now: Any
-) -> pa.Table:
+def _item_codes(raw: pa.Array, items: CodebookTable, version: str, now: Any) -> pa.Table:
     """One row per known item: raw id, model id, tier, codes, centroids version, timestamp."""
-    feature = manifest["tables"]["items"]["feature"]
-    raw = pq.read_table(artifact / "vocab" / f"{feature}.parquet")["raw_id"]
-    known = items.num_embeddings - 1  # the last id is OOV and has no raw id
+    known = len(raw)  # every id but the OOV id, which has no raw id
     ids = torch.arange(known)
     return pa.table(
         {
-            "item_id": raw.slice(0, known),
+            "item_id": raw,
             "model_id": ids.numpy(),
             "tier": items.tiers_of(ids).numpy(),
             "codes": pa.array(items.codes(ids).tolist(), type=pa.list_(pa.int64())),
@@ -122,14 +124,14 @@ def _item_codes(
     )
 
 
-def _interactions(run_dir: str | Path, artifact: Path) -> pa.Table:
+def _interactions(run_dir: str | Path, served: ServedModel) -> pa.Table:
     """The run's training interactions with raw ids and an event timestamp column."""
     metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
     train = pq.read_table(Path(metrics["data"]["prepared_path"]) / "train.parquet")
     columns = {}
-    for column in ("user_id", "item_id"):
-        raw = pq.read_table(artifact / "vocab" / f"{column}.parquet")["raw_id"]
-        columns[column] = raw.take(train[column])
+    for table in ("users", "items"):
+        column = served.manifest["tables"][table]["feature"]
+        columns[column] = served.vocab(table).take(train[column])
     rating = train["rating"] if "rating" in train.column_names else pa.nulls(train.num_rows)
     seconds = train["timestamp"].cast(pa.int64())
     return pa.table(

@@ -79,8 +79,7 @@ def test_sasrec_artifact_equals_model(tiny_job: Path, tmp_path: Path, kind: str)
     }
     torch.manual_seed(0)
     model = build_from_spec(spec)
-    for table in (model.items,):
-        table.finalize()
+    model.items.finalize()
     model.eval()
     prepared = Path(job.data.prepared_dir)
     export_model(model, spec, tmp_path / "art", prepared / "vocab", data.stats["checksums"], {})
