@@ -212,7 +212,6 @@ class CodebookTable(ServingTable):
     packed: torch.Tensor
     values: torch.Tensor
     # Per-tier layout (see _layout); indexed by each id's tier.
-    _starts: torch.Tensor
     _first: torch.Tensor
     _bit_base: torch.Tensor
     _num_sub: torch.Tensor
@@ -261,7 +260,6 @@ class CodebookTable(ServingTable):
             rows["bits"].append(spec["bits"])
             rows["width"].append(width)
         return {
-            "_starts": torch.tensor([t["start"] for t in self.tiers[1:]], dtype=torch.long),
             "_first": torch.tensor([t["start"] for t in self.tiers], dtype=torch.long),
             "_bit_base": torch.tensor(bit_base[:-1], dtype=torch.long),
             "_num_sub": torch.tensor([t["num_subspaces"] for t in self.tiers]),
@@ -336,7 +334,7 @@ class CodebookTable(ServingTable):
     def codes(self, ids: torch.Tensor) -> torch.Tensor:
         """Stored codes of each id, (*ids.shape, max D); -1 pads tiers with fewer subspaces."""
         flat = self.known(ids.reshape(-1))
-        tier = torch.bucketize(flat, self._starts, right=True)
+        tier = self._tier(flat)
         max_sub = max(t["num_subspaces"] for t in self.tiers)
         sub = torch.arange(max_sub, device=flat.device)
         bits, num_sub = self._bits[tier][:, None], self._num_sub[tier][:, None]
@@ -352,7 +350,10 @@ class CodebookTable(ServingTable):
 
     def tiers_of(self, ids: torch.Tensor) -> torch.Tensor:
         """Tier of each id (unknown ids: the OOV id's tier)."""
-        return torch.bucketize(self.known(ids), self._starts, right=True)
+        return self._tier(self.known(ids))
+
+    def _tier(self, known_ids: torch.Tensor) -> torch.Tensor:
+        return torch.bucketize(known_ids, self._first[1:], right=True)
 
     def embed_codes(self, tiers: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """Embeddings from (B,) tiers and (B, max D) codes, e.g. read from a feature store."""
@@ -364,7 +365,7 @@ class CodebookTable(ServingTable):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         flat = self.known(ids.reshape(-1))
-        tier = torch.bucketize(flat, self._starts, right=True)
+        tier = self._tier(flat)
         offsets = self._row_start(flat, tier)[:, None] + self._dim_bits[tier]
         codes = read_bits(self.packed, offsets, self._bits[tier][:, None])
         index = self._dim_value[tier] + codes * self._width[tier][:, None]
