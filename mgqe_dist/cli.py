@@ -52,7 +52,13 @@ def _prepare(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from mgqe_dist.train.run import train_job
 
-    train_job(_job(args))
+    train_job(_job(args), resume=args.resume)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from mgqe_dist.submit import submit_job
+
+    return submit_job(args.job, args.set, args.address, follow=not args.no_wait)
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -86,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
             _prepare,
             "validate, split, rank and tier the job's interaction log (Ray Data)",
         ),
-        ("train", _train, "train and evaluate the job's model locally"),
+        ("train", _train, "train and evaluate the job's model (locally, or on Ray Train)"),
+        ("submit", _submit, "run `train JOB` on a Ray cluster through Ray Jobs"),
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("job", help="path to a TOML job spec, e.g. jobs/ml1m_gmf_mgqe.toml")
@@ -101,6 +108,14 @@ def _parser() -> argparse.ArgumentParser:
     commands.choices["prepare"].add_argument(
         "--force", action="store_true", help="rebuild even if the prepared dataset is up to date"
     )
+    commands.choices["train"].add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a stopped Ray Train run from its last checkpoint",
+    )
+    submit = commands.choices["submit"]
+    submit.add_argument("--address", required=True, help="Ray dashboard, http://HOST:8265")
+    submit.add_argument("--no-wait", action="store_true", help="print the job id and return")
     export = commands.add_parser(
         "export", help="write a training run's serving artifact (packed codes + weights)"
     )

@@ -86,6 +86,36 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class TrainerConfig:
+    """Where training runs: one local process, or N Ray Train workers with TorchRec sharding."""
+
+    # 0 trains in this process (train.*, pure PyTorch tables); N >= 1 starts N Ray Train
+    # workers whose per-id tables DistributedModelParallel shards (gloo on CPU, nccl on GPU).
+    num_workers: int = 0
+    # Force one sharding type for every table; "auto" lets TorchRec's planner choose.
+    sharding_type: Literal["auto", "data_parallel", "table_wise", "row_wise", "column_wise"] = (
+        "auto"
+    )
+    # Optimizer of the sharded per-id tables, fused into TorchRec's backward. fbgemm's CPU
+    # kernels have no Adam, so Adagrad (as in DLRM) is the default; dense layers and
+    # codebooks use Adam with train.learning_rate.
+    embedding_optimizer: Literal["adagrad", "sgd"] = "adagrad"
+    embedding_learning_rate: float = 0.05
+    # Checkpoint after every epoch and, if > 0, also every this many steps within an epoch.
+    checkpoint_every_steps: int = 0
+    # Worker-group restarts from the last checkpoint after a worker or node dies.
+    max_failures: int = 2
+    cpus_per_worker: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("num_workers", "checkpoint_every_steps", "max_failures"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"trainer.{name} must be >= 0, got {getattr(self, name)}")
+        if self.cpus_per_worker < 1:
+            raise ConfigError(f"trainer.cpus_per_worker must be >= 1, got {self.cpus_per_worker}")
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """Full-ranking evaluation settings."""
 
@@ -104,6 +134,7 @@ class JobConfig:
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
@@ -119,6 +150,11 @@ def load_job(path: str | Path, overrides: list[str] | None = None) -> JobConfig:
     for item in overrides or []:
         _apply_override(raw, item)
     return _build(JobConfig, raw, where=str(path))
+
+
+def from_dict(raw: dict[str, Any], where: str = "job") -> JobConfig:
+    """A JobConfig from plain data (as `to_dict` writes it), validated like a file."""
+    return _build(JobConfig, raw, where)  # type: ignore[no-any-return]
 
 
 def to_dict(cfg: JobConfig) -> dict[str, Any]:
@@ -173,7 +209,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return value
     if origin is tuple:
         item_type = typing.get_args(hint)[0]
-        if not isinstance(value, list):
+        if not isinstance(value, list | tuple):
             value = [value]
         return tuple(_coerce(item_type, v, f"{where}[{i}]") for i, v in enumerate(value))
     if origin in (typing.Union, types.UnionType):

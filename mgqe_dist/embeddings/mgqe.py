@@ -26,9 +26,12 @@ from mgqe_dist.embeddings.base import FLOAT_BITS, EmbeddingModule, register_embe
 _SEARCH_CHUNK_ELEMENTS = 1 << 24
 
 
-@register_embedding("mgqe")
-class MGQEEmbedding(EmbeddingModule):
-    """Quantized embedding with per-tier codebook sizes; see the module docstring."""
+class TieredQuantizer(nn.Module):
+    """MGQE's codebooks and tier layout: quantizes rows of query vectors given their ids.
+
+    Kept apart from the query table so the per-id state can live elsewhere (a TorchRec
+    EmbeddingCollection that DMP shards) while the codebooks stay data-parallel.
+    """
 
     _boundaries: torch.Tensor
 
@@ -65,8 +68,6 @@ class MGQEEmbedding(EmbeddingModule):
             )
         self.centroid_loss_weight = centroid_loss_weight
         self.commitment_weight = commitment_weight
-
-        self.query = nn.Parameter(torch.randn(num_embeddings, embedding_dim) * init_std)
         shapes = [
             (d_i, k_i, embedding_dim // d_i)
             for d_i, k_i in zip(self.subspaces, self.centroids_per_tier, strict=True)
@@ -92,36 +93,53 @@ class MGQEEmbedding(EmbeddingModule):
         """Tier index of every id (ids are frequency-ranked, so this is a bucketize)."""
         return torch.bucketize(ids, self._boundaries, right=True)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        unique, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
+    def quantize(self, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The quantized value of query `rows` (one per id in the 1-d `ids`, any order).
+
+        Straight-through: the value is the centroids, the gradient goes to the rows. Without
+        autograd the centroids themselves are returned, bit-identical to serving. The centroid
+        (and commitment) loss, a mean over the rows, accumulates for `extra_loss`.
+        """
+        grouped, restore = self._group_by_tier(ids)
         parts = []
-        loss = self.query.new_zeros(())
-        for tier, lo, hi in self._tier_slices(unique):
-            e = nn.functional.embedding(unique[lo:hi], self.query)
-            e = e.view(hi - lo, self.subspaces[tier], -1)
-            codes = _nearest(e.detach(), self.codebook(tier).detach())
-            chosen = self._centroids(tier, codes)
-            # Straight-through: the value is the centroid, the gradient goes to the query.
-            # Without autograd the centroid itself is returned, bit-identical to serving.
+        loss = rows.new_zeros(())
+        for tier, index in grouped:
+            e = rows.index_select(0, index).view(len(index), self.subspaces[tier], -1)
+            chosen = self._centroids(tier, _nearest(e.detach(), self.codebook(tier).detach()))
             value = e + (chosen - e).detach() if torch.is_grad_enabled() else chosen
-            parts.append(value.reshape(hi - lo, -1))
+            parts.append(value.reshape(len(index), -1))
             if torch.is_grad_enabled():
                 loss = loss + self.centroid_loss_weight * (e.detach() - chosen).pow(2).sum()
                 if self.commitment_weight:
                     loss = loss + self.commitment_weight * (e - chosen.detach()).pow(2).sum()
-        if torch.is_grad_enabled():
-            loss = loss / (len(unique) * self.embedding_dim)
+        if torch.is_grad_enabled() and len(ids):
+            loss = loss / (len(ids) * self.embedding_dim)
             self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss
-        quantized = torch.cat(parts)
-        return nn.functional.embedding(inverse, quantized).reshape(*ids.shape, self.embedding_dim)
+        if not parts:
+            return rows.new_empty((0, self.embedding_dim))
+        return torch.cat(parts).index_select(0, restore)
 
-    def _tier_slices(self, sorted_ids: torch.Tensor) -> list[tuple[int, int, int]]:
-        """(tier, lo, hi) row ranges of the non-empty tiers in sorted ids.
+    @torch.no_grad()
+    def codes_of(self, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Integer codes of query `rows` (ids 1-d), shape (len, max D); -1 pads smaller D."""
+        out = torch.full((len(ids), max(self.subspaces)), -1, dtype=torch.long, device=ids.device)
+        for tier, index in self._group_by_tier(ids)[0]:
+            e = rows.index_select(0, index).view(len(index), self.subspaces[tier], -1)
+            out[index, : self.subspaces[tier]] = _nearest(e, self.codebook(tier))
+        return out
 
-        Frequency ranking makes every tier a contiguous id range, so grouping is a slice.
-        """
-        cuts = [0, *torch.searchsorted(sorted_ids, self._boundaries).tolist(), len(sorted_ids)]
-        return [(tier, lo, hi) for tier, (lo, hi) in enumerate(itertools.pairwise(cuts)) if hi > lo]
+    def _group_by_tier(
+        self, ids: torch.Tensor
+    ) -> tuple[list[tuple[int, torch.Tensor]], torch.Tensor]:
+        """Row indices of each non-empty tier (one batched search per tier, paper Alg. 1), and
+        the permutation that puts the concatenated tier results back in row order."""
+        tiers = self.tiers(ids)
+        order = torch.argsort(tiers, stable=True)
+        counts = torch.bincount(tiers, minlength=len(self.subspaces)).tolist()
+        grouped = [(tier, index) for tier, index in enumerate(order.split(counts)) if len(index)]
+        restore = torch.empty_like(order)
+        restore[order] = torch.arange(len(order), device=order.device)
+        return grouped, restore
 
     def _centroids(self, tier: int, codes: torch.Tensor) -> torch.Tensor:
         """Centroid vectors for codes (rows, D_i) -> (rows, D_i, d / D_i), differentiable.
@@ -134,22 +152,10 @@ class MGQEEmbedding(EmbeddingModule):
         flat = codes + torch.arange(num_sub, device=codes.device) * num_codes
         return book.reshape(-1, width).index_select(0, flat.reshape(-1)).view(*codes.shape, width)
 
-    @torch.no_grad()
-    def codes(self, ids: torch.Tensor) -> torch.Tensor:
-        """Integer codes of each id, shape (*ids.shape, max D); -1 pads tiers with fewer D."""
-        unique, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
-        out = torch.full(
-            (len(unique), max(self.subspaces)), -1, dtype=torch.long, device=ids.device
-        )
-        for tier, lo, hi in self._tier_slices(unique):
-            e = self.query[unique[lo:hi]].view(hi - lo, self.subspaces[tier], -1)
-            out[lo:hi, : self.subspaces[tier]] = _nearest(e, self.codebook(tier))
-        return out[inverse].reshape(*ids.shape, -1)
-
     def extra_loss(self) -> torch.Tensor:
-        """Centroid (and commitment) loss of the forwards since the last call; resets it."""
+        """Centroid (and commitment) loss of the quantizations since the last call; resets it."""
         loss, self._pending_loss = self._pending_loss, None
-        return loss if loss is not None else self.query.new_zeros(())
+        return loss if loss is not None else self.codebooks[0].new_zeros(())
 
     def tier_sizes(self) -> list[int]:
         """Number of ids in each tier."""
@@ -166,6 +172,50 @@ class MGQEEmbedding(EmbeddingModule):
         )
         centroid_values = sum(p.numel() for p in self.codebooks)
         return code_bits + centroid_values * FLOAT_BITS
+
+
+@register_embedding("mgqe")
+class MGQEEmbedding(TieredQuantizer, EmbeddingModule):
+    """Quantized embedding with per-tier codebook sizes: the tiered quantizer plus the
+    trainable per-id query vectors it quantizes; see the module docstring."""
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        tier_boundaries: Sequence[int] = (),
+        num_subspaces: int | Sequence[int] = 64,
+        num_centroids: int | Sequence[int] = (256, 64),
+        shared_centroids: bool = True,
+        init_std: float = 0.01,
+        centroid_loss_weight: float = 1.0,
+        commitment_weight: float = 0.0,
+    ) -> None:
+        super().__init__(
+            num_embeddings,
+            embedding_dim,
+            tier_boundaries,
+            num_subspaces,
+            num_centroids,
+            shared_centroids,
+            init_std,
+            centroid_loss_weight,
+            commitment_weight,
+        )
+        self.query = nn.Parameter(torch.randn(num_embeddings, embedding_dim) * init_std)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        # Each distinct id is searched once, however often the batch holds it.
+        unique, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
+        quantized = self.quantize(unique, nn.functional.embedding(unique, self.query))
+        return nn.functional.embedding(inverse, quantized).reshape(*ids.shape, self.embedding_dim)
+
+    @torch.no_grad()
+    def codes(self, ids: torch.Tensor) -> torch.Tensor:
+        """Integer codes of each id, shape (*ids.shape, max D); -1 pads tiers with fewer D."""
+        unique, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
+        codes = self.codes_of(unique, self.query[unique])
+        return codes[inverse].reshape(*ids.shape, -1)
 
 
 @register_embedding("dpq")

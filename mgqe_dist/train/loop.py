@@ -51,7 +51,7 @@ def train_epochs(
     best_score, best_epoch, best_state = -float("inf"), 0, _snapshot(model)
     for epoch in range(1, cfg.epochs + 1):
         started = time.time()
-        users, items, labels = _epoch_samples(train, sampler, cfg.num_negatives, generator)
+        users, items, labels = epoch_samples(train, sampler, cfg.num_negatives, generator)
         batches = torch.randperm(len(users), generator=generator).split(cfg.batch_size)
         model.train()
         losses = _run_epoch(model, optimizer, tables, (users, items, labels), batches, cfg, epoch)
@@ -119,9 +119,10 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: value.detach().clone() for name, value in model.state_dict().items()}
 
 
-def _epoch_samples(
+def epoch_samples(
     train: Interactions, sampler: NegativeSampler, num_negatives: int, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Users, items and 1/0 labels of every positive plus num_negatives fresh negatives each."""
     neg_users = train.users.repeat(num_negatives)
     users = torch.cat([train.users, neg_users])
     items = torch.cat([train.items, sampler.sample(neg_users, generator)])

@@ -21,20 +21,26 @@ from mgqe_dist.run_record import versions
 from mgqe_dist.size import embedding_modules, full_embedding_model_bits, model_serving_bits
 from mgqe_dist.train.data import Interactions, PreparedData, load_prepared
 from mgqe_dist.train.factory import build_from_spec, model_spec
-from mgqe_dist.train.loop import train_epochs
+from mgqe_dist.train.loop import TrainResult, train_epochs
 
 
-def train_job(job: JobConfig) -> dict[str, Any]:
+def train_job(job: JobConfig, resume: bool = False) -> dict[str, Any]:
     """Train and evaluate the job's model; writes metrics.json, model.pt and model.json (the
-    spec that rebuilds the model, for export) to job.output_dir."""
-    started = time.time()
-    data = load_prepared(job.data.prepared_dir)
-    if data.stats["origin"]["synthetic"]:
-        print(
-            "NOTE: this dataset was GENERATED (MovieLens-1M was not found); metrics are not "
-            "MovieLens-1M results.",
-            flush=True,
+    spec that rebuilds the model, for export) to job.output_dir.
+
+    trainer.num_workers = 0 trains here; N >= 1 runs N sharded Ray Train workers, which
+    checkpoint, so only they can `resume` a stopped run.
+    """
+    if job.trainer.num_workers > 0:
+        from mgqe_dist.train.ray_job import train_distributed
+
+        return train_distributed(job, resume)
+    if resume:
+        raise ValueError(
+            "--resume needs trainer.num_workers >= 1: the local trainer does not checkpoint"
         )
+    started = time.time()
+    data = load_job_data(job)
     torch.manual_seed(job.seed)
     device = _device(job.train.device)
     spec = model_spec(job.model, job.embedding, data)
@@ -47,7 +53,7 @@ def train_job(job: JobConfig) -> dict[str, Any]:
     )
 
     def validate() -> dict[str, float]:
-        return _rank(model, data, data.valid, (data.train,), job.eval).as_dict("valid_")
+        return evaluate_split(model, data, data.valid, (data.train,), job.eval).as_dict("valid_")
 
     result = train_epochs(
         model,
@@ -58,11 +64,37 @@ def train_job(job: JobConfig) -> dict[str, Any]:
         validate,
         select_by=f"valid_ndcg@{job.eval.k}",
     )
+    return finish_run(job, data, spec, model, result, started, {"device": str(device)})
+
+
+def load_job_data(job: JobConfig) -> PreparedData:
+    """The job's verified prepared data, saying loudly when it was generated."""
+    data = load_prepared(job.data.prepared_dir)
+    if data.stats["origin"]["synthetic"]:
+        print(
+            "NOTE: this dataset was GENERATED (MovieLens-1M was not found); metrics are not "
+            "MovieLens-1M results.",
+            flush=True,
+        )
+    return data
+
+
+def finish_run(
+    job: JobConfig,
+    data: PreparedData,
+    spec: dict[str, Any],
+    model: Recommender,
+    result: TrainResult,
+    started: float,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """Finalize the trained (best-validation) model, evaluate it on valid and test, and write
+    metrics.json, model.pt and model.json to job.output_dir; `extra` joins the metrics."""
     train_seconds = time.time() - started
     for table in embedding_modules(model):
         table.finalize()  # post-training steps, e.g. SQ quantization, before final evaluation
-    valid = _rank(model, data, data.valid, (data.train,), job.eval)
-    test = _rank(model, data, data.test, (data.train, data.valid), job.eval)
+    valid = evaluate_split(model, data, data.valid, (data.train,), job.eval)
+    test = evaluate_split(model, data, data.test, (data.train, data.valid), job.eval)
     size_bits = model_serving_bits(model)
     full_bits = full_embedding_model_bits(model)
     metrics = {
@@ -75,7 +107,7 @@ def train_job(job: JobConfig) -> dict[str, Any]:
         "embedding": job.embedding.kind,
         "model": job.model.name,
         "seed": job.seed,
-        "device": str(device),
+        **extra,
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "history": result.history,
@@ -106,7 +138,7 @@ def train_job(job: JobConfig) -> dict[str, Any]:
     return metrics
 
 
-def _rank(
+def evaluate_split(
     model: Recommender,
     data: PreparedData,
     split: Interactions,

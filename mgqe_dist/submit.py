@@ -1,0 +1,63 @@
+"""`mgqe-dist submit`: run `mgqe-dist train JOB` on a running Ray cluster through Ray Jobs.
+
+The current directory (the project checkout, without environments, data or outputs) is the
+job's working_dir. The job spec's data and output paths are passed as absolute paths, so the
+cluster reads and writes where this machine does: on a multi-node cluster they must be on
+storage every node mounts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from mgqe_dist.config import load_job
+
+# Never uploaded with the working directory.
+EXCLUDES = [".venv", ".git", "runs", "prepared", "artifacts", "feature_repo", "reports", "*.pyc"]
+
+
+def submit_job(job_path: str, overrides: Sequence[str], address: str, follow: bool = True) -> int:
+    """Submit; with `follow`, stream the job's logs and return 0 if it succeeded, else 1."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    job = load_job(job_path, list(overrides))  # fail here, not on the cluster
+    spec = Path(job_path).resolve()
+    if not spec.is_relative_to(Path.cwd()):
+        raise ValueError(f"{job_path}: the job spec must be inside the working directory")
+    args = ["python", "-m", "mgqe_dist.cli", "train", str(spec.relative_to(Path.cwd()))]
+    for item in [
+        *overrides,
+        f"data.prepared_dir={Path(job.data.prepared_dir).resolve()}",
+        f"output_dir={Path(job.output_dir).resolve()}",
+    ]:
+        args += ["--set", _quoted(item)]
+    client = JobSubmissionClient(address)
+    job_id = client.submit_job(
+        entrypoint=shlex.join(args),
+        submission_id=f"{job.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        runtime_env={"working_dir": ".", "excludes": EXCLUDES},
+    )
+    print(f"submitted {job_id} to {address}", flush=True)
+    if not follow:
+        return 0
+
+    async def stream() -> None:
+        async for lines in client.tail_job_logs(job_id):
+            print(lines, end="", flush=True)
+
+    asyncio.run(stream())
+    status = client.get_job_status(job_id)
+    print(f"job {job_id}: {status.value}", flush=True)
+    return 0 if status == JobStatus.SUCCEEDED else 1
+
+
+def _quoted(item: str) -> str:
+    """Path overrides as TOML strings, so the cluster side parses them unchanged."""
+    key, _, value = item.partition("=")
+    if key in ("data.prepared_dir", "output_dir"):
+        return f'{key}="{value}"'
+    return item
