@@ -16,6 +16,8 @@ from pathlib import Path
 
 from mgqe_dist.config import load_job
 
+# How long to wait for a freshly started cluster's job agent.
+AGENT_WAIT_SECONDS = 120
 # Never uploaded with the working directory.
 EXCLUDES = [".venv", ".git", "runs", "prepared", "artifacts", "feature_repo", "reports", "*.pyc"]
 
@@ -36,11 +38,19 @@ def submit_job(job_path: str, overrides: Sequence[str], address: str, follow: bo
     ]:
         args += ["--set", _quoted(item)]
     client = JobSubmissionClient(address)
-    job_id = client.submit_job(
-        entrypoint=shlex.join(args),
-        submission_id=f"{job.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-        runtime_env={"working_dir": ".", "excludes": EXCLUDES},
-    )
+    deadline = time.time() + AGENT_WAIT_SECONDS
+    while True:
+        try:
+            job_id = client.submit_job(
+                entrypoint=shlex.join(args),
+                submission_id=f"{job.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                runtime_env={"working_dir": ".", "excludes": EXCLUDES},
+            )
+            break
+        except RuntimeError as exc:  # a cluster that just started has no job agent yet
+            if "No available agent" not in str(exc) or time.time() > deadline:
+                raise
+            time.sleep(2)
     print(f"submitted {job_id} to {address}", flush=True)
     if not follow:
         return 0
