@@ -74,6 +74,5 @@ def local_key_map(model: nn.Module) -> dict[str, str]:
     for prefix, module in model.named_modules():
         if isinstance(module, CollectionTable):
             for key, local in module.local_names().items():
-                del mapping[f"{prefix}.{key}"]
                 mapping[f"{prefix}.{key}"] = f"{prefix}.{local}"
     return mapping

@@ -32,7 +32,7 @@ from mgqe_dist.torchrec.sharding import gather_full_state, shard_model, sharding
 from mgqe_dist.torchrec.table import CollectionTable, local_key_map
 from mgqe_dist.train.data import NegativeSampler, PreparedData
 from mgqe_dist.train.factory import build_from_spec, model_spec
-from mgqe_dist.train.loop import TrainResult, epoch_samples
+from mgqe_dist.train.loop import TrainResult, epoch_samples, print_epoch
 from mgqe_dist.train.run import evaluate_split, finish_run
 
 # Optimizers of the per-id tables, with the options that make torch's update equal fbgemm's
@@ -193,15 +193,16 @@ class ShardedRun:
                     len(batch),
                     self.world,
                 )
-                self._report_step(epoch, step + 1, len(batches), sums, started)
+                self._report_step(epoch, step + 1, len(batches), started)
                 every = self.job.trainer.checkpoint_every_steps
                 if every and (step + 1) % every == 0 and step + 1 < len(batches):
                     progress.step, progress.loss_sums = step + 1, self._global(sums)
                     save(progress, self.best_state, self.model, self.optimizer)
             task, aux = (s / len(batches) for s in self._global(sums))
-            record = {"epoch": epoch, "loss": task, "aux_loss": aux, **self._validate()}
+            metrics, state = self._validate()
+            record = {"epoch": epoch, "loss": task, "aux_loss": aux, **metrics}
             record["seconds"] = round(time.time() - started, 2)
-            self._end_epoch(record)
+            self._end_epoch(record, state)
             save(progress, self.best_state, self.model, self.optimizer)
 
     def finish(self, started: float, extra: dict[str, Any]) -> dict[str, Any] | None:
@@ -228,10 +229,12 @@ class ShardedRun:
         )
         return batches, samples
 
-    def _validate(self) -> dict[str, float]:
-        """Gather the shards, evaluate the unsharded model on rank 0, share the result."""
+    def _validate(self) -> tuple[dict[str, float], State | None]:
+        """Gather the shards, evaluate the unsharded model on rank 0 and share the metrics;
+        rank 0 also gets the unsharded state (in the local model's keys), other ranks None."""
         state = gather_full_state(self.model)
         shared: list[Any] = [None]
+        local = None
         if state is not None:
             local = {self.local_keys[key]: value for key, value in state.items()}
             model = build_from_spec(self.spec)
@@ -239,39 +242,31 @@ class ShardedRun:
             split = (self.data.train,)
             record = evaluate_split(model, self.data, self.data.valid, split, self.job.eval)
             shared[0] = record.as_dict("valid_")
-            if shared[0][self._select_by] > self.progress.best_score:
-                self.best_state = local
         dist.broadcast_object_list(shared, src=0)
-        return dict(shared[0])
+        return dict(shared[0]), local
 
     @property
     def _select_by(self) -> str:
         return f"valid_ndcg@{self.job.eval.k}"
 
-    def _end_epoch(self, record: dict[str, Any]) -> None:
-        """Record the epoch, track the best one, decide on early stopping (same on all ranks)."""
+    def _end_epoch(self, record: dict[str, Any], state: State | None) -> None:
+        """Record the epoch, keep the best one's state, decide on early stopping (the same on
+        all ranks)."""
         progress, cfg = self.progress, self.job.train
         progress.history.append(record)
         if record[self._select_by] > progress.best_score:
             progress.best_score, progress.best_epoch = record[self._select_by], record["epoch"]
+            self.best_state = state
         patience = cfg.early_stopping_patience
         stop = bool(patience) and record["epoch"] - progress.best_epoch >= patience
         progress.epoch, progress.step, progress.loss_sums = record["epoch"] + 1, 0, [0.0, 0.0]
         progress.stopped_early = stop and record["epoch"] < cfg.epochs
         if self.rank == 0:
-            metrics = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("valid_"))
-            best = " *best" if progress.best_epoch == record["epoch"] else ""
-            print(
-                f"epoch {record['epoch']}/{cfg.epochs} loss {record['loss']:.4f} "
-                f"aux {record['aux_loss']:.5f} {metrics} ({record['seconds']} s){best}",
-                flush=True,
-            )
+            print_epoch(record, cfg.epochs, best=progress.best_epoch == record["epoch"])
             if stop:
                 print(f"no better {self._select_by} for {patience} epochs: stopping", flush=True)
 
-    def _report_step(
-        self, epoch: int, step: int, steps: int, sums: torch.Tensor, started: float
-    ) -> None:
+    def _report_step(self, epoch: int, step: int, steps: int, started: float) -> None:
         updates = self.job.train.progress_updates
         if self.rank != 0 or not updates or step % max(1, steps // updates) or step == steps:
             return

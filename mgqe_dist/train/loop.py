@@ -61,12 +61,7 @@ def train_epochs(
         history.append(record)
         if record[select_by] > best_score:
             best_score, best_epoch, best_state = record[select_by], epoch, _snapshot(model)
-        metrics = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("valid_"))
-        print(
-            f"epoch {epoch}/{cfg.epochs} loss {record['loss']:.4f} aux {record['aux_loss']:.5f} "
-            f"{metrics} ({record['seconds']} s){' *best' if best_epoch == epoch else ''}",
-            flush=True,
-        )
+        print_epoch(record, cfg.epochs, best=best_epoch == epoch)
         if cfg.early_stopping_patience and epoch - best_epoch >= cfg.early_stopping_patience:
             print(
                 f"no better {select_by} for {cfg.early_stopping_patience} epochs: stopping; "
@@ -76,6 +71,16 @@ def train_epochs(
             break
     model.load_state_dict(best_state)
     return TrainResult(history, best_epoch, stopped_early=len(history) < cfg.epochs)
+
+
+def print_epoch(record: dict[str, Any], epochs: int, best: bool) -> None:
+    """The per-epoch summary line: losses, validation metrics, time, and whether it is the best."""
+    metrics = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("valid_"))
+    print(
+        f"epoch {record['epoch']}/{epochs} loss {record['loss']:.4f} "
+        f"aux {record['aux_loss']:.5f} {metrics} ({record['seconds']} s){' *best' if best else ''}",
+        flush=True,
+    )
 
 
 def _run_epoch(

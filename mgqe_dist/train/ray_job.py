@@ -21,6 +21,7 @@ from typing import Any
 import ray
 import ray.train
 import torch
+import torch.distributed as dist
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -132,8 +133,6 @@ def _worker(config: dict[str, Any]) -> None:
 
 def _node_ids() -> list[str]:
     """Ray node of every rank (collective: all ranks call it)."""
-    import torch.distributed as dist
-
     mine = ray.get_runtime_context().get_node_id()
     every: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(every, mine)
