@@ -26,6 +26,7 @@ from torchrec import (
 )
 from torchrec.modules.embedding_configs import BaseEmbeddingConfig, PoolingType
 
+from mgqe_dist.embeddings.base import FLOAT_BITS
 from mgqe_dist.embeddings.mgqe import TieredQuantizer
 
 # Kinds a collection can hold, and the name of the per-id (n x d) tensor in the kind's
@@ -55,8 +56,8 @@ class _CompressedLookup(nn.Module):
     def __init__(
         self,
         tables: Sequence[BaseEmbeddingConfig],
-        compression: Mapping[str, TableCompression] | None,
-        device: torch.device | None,
+        compression: Mapping[str, TableCompression] | None = None,
+        device: torch.device | None = None,
     ) -> None:
         super().__init__()
         compression = dict(compression or {})
@@ -85,6 +86,7 @@ class _CompressedLookup(nn.Module):
                 )
         self.embeddings = EmbeddingCollection(tables=per_id, device=device)
         self.quantizers = nn.ModuleDict(quantizers)
+        self._configs = list(tables)
         self._table_of = {f: t.name for t in tables for f in t.feature_names}
 
     def lookup(self, features: KeyedJaggedTensor) -> dict[str, JaggedTensor]:
@@ -117,8 +119,8 @@ class _CompressedLookup(nn.Module):
         """Bits to serve one table: codes and centroids, or float rows."""
         if table in self.quantizers:
             return self._quantizer(table).serving_bits()
-        config = next(c for c in self.embeddings.embedding_configs() if c.name == table)
-        return config.num_embeddings * config.embedding_dim * 32
+        config = next(c for c in self._configs if c.name == table)
+        return config.num_embeddings * config.embedding_dim * FLOAT_BITS
 
 
 class MGQEEmbeddingBagCollection(_CompressedLookup):
@@ -127,6 +129,8 @@ class MGQEEmbeddingBagCollection(_CompressedLookup):
     Tables not named in `compression` are full tables. `device="meta"` defers the per-id
     tables' allocation to DistributedModelParallel, as with TorchRec's own collections.
     """
+
+    _configs: list[EmbeddingBagConfig]
 
     def __init__(
         self,
@@ -138,7 +142,6 @@ class MGQEEmbeddingBagCollection(_CompressedLookup):
             if table.pooling not in (PoolingType.SUM, PoolingType.MEAN):
                 raise ValueError(f"table {table.name!r}: pooling {table.pooling} unsupported")
         super().__init__(tables, compression, device)
-        self._configs = list(tables)
 
     def embedding_bag_configs(self) -> list[EmbeddingBagConfig]:
         """The table configs, as EmbeddingBagCollection reports them."""
@@ -161,14 +164,7 @@ class MGQEEmbeddingBagCollection(_CompressedLookup):
 class MGQEEmbeddingCollection(_CompressedLookup):
     """Drop-in for EmbeddingCollection: KJT in, one JaggedTensor of (quantized) rows per feature."""
 
-    def __init__(
-        self,
-        tables: Sequence[EmbeddingConfig],
-        compression: Mapping[str, TableCompression] | None = None,
-        device: torch.device | None = None,
-    ) -> None:
-        super().__init__(tables, compression, device)
-        self._configs = list(tables)
+    _configs: list[EmbeddingConfig]
 
     def embedding_configs(self) -> list[EmbeddingConfig]:
         """The table configs, as EmbeddingCollection reports them."""
