@@ -36,7 +36,7 @@ def submit_job(job_path: str, overrides: Sequence[str], address: str, follow: bo
         f"data.prepared_dir={Path(job.data.prepared_dir).resolve()}",
         f"output_dir={Path(job.output_dir).resolve()}",
     ]:
-        args += ["--set", _quoted(item)]
+        args += ["--set", item]
     client = JobSubmissionClient(address)
     deadline = time.time() + AGENT_WAIT_SECONDS
     while True:
@@ -63,11 +63,3 @@ def submit_job(job_path: str, overrides: Sequence[str], address: str, follow: bo
     status = client.get_job_status(job_id)
     print(f"job {job_id}: {status.value}", flush=True)
     return 0 if status == JobStatus.SUCCEEDED else 1
-
-
-def _quoted(item: str) -> str:
-    """Path overrides as TOML strings, so the cluster side parses them unchanged."""
-    key, _, value = item.partition("=")
-    if key in ("data.prepared_dir", "output_dir"):
-        return f'{key}="{value}"'
-    return item
