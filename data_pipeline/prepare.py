@@ -1,18 +1,22 @@
-"""`prepare`: the Ray Data job that turns an interaction log into a prepared dataset.
+"""`prepare`: the Ray job that turns an interaction log into a prepared dataset.
 
-Steps: validate (file schemas on the driver, row checks per batch on workers), split each
-user's history (distributed group-by), count ids in the training split (distributed
-aggregation; only the vocabulary reaches the driver), rank and cut tiers, remap ids and write
-the splits. Every input row is accounted for in stats.json. The output directory appears
-atomically, so a crashed run never leaves a half-prepared dataset behind.
+File schemas are checked on the driver; then two passes of Ray tasks over units (runs of row
+groups) stream the log without ever shuffling or collecting rows:
+1. check rows and summarise each unit (user/item counts, each user's latest two rows); the
+   driver merges summaries into state sized by the vocabularies, then picks held-out rows and
+   builds ranked, tiered vocabularies from training-split counts;
+2. tag every row's split, remap ids and write the split parts (and quarantined bad rows).
+Every input row is accounted for in stats.json. The output directory appears atomically, so a
+crashed run never leaves a half-prepared dataset behind.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import json
-import logging
+import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +25,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
-from ray.data.context import ShuffleStrategy
 
+from data_pipeline.assign import QUARANTINE, AssignPlan, IdMap, assign_unit
 from data_pipeline.files import atomic_path, sha256_tree, write_json_atomic
+from data_pipeline.scan import Summary, SummaryMerger, count_ids, scan_unit
 from data_pipeline.schema import (
     ID_COLUMNS,
-    PATH_COLUMN,
+    TIME_COLUMN,
+    ValidationError,
     check_files,
-    raise_for_problems,
-    row_problems,
+    problems_message,
 )
 from data_pipeline.source import describe_source, materialize_source
-from data_pipeline.split import SPLITS, TRAIN, leave_last_two_out
+from data_pipeline.split import SPLITS, held_out
 from data_pipeline.stats import load_stats
-from data_pipeline.tiers import build_vocab, tier_boundaries
+from data_pipeline.tiers import TierRule, build_vocab
+from data_pipeline.units import plan_units, run_tasks
 from mgqe_dist.config import DataConfig
 
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"
 
 
 def prepare(cfg: DataConfig, seed: int, force: bool = False) -> Path:
@@ -48,6 +54,9 @@ def prepare(cfg: DataConfig, seed: int, force: bool = False) -> Path:
         "pipeline_version": PIPELINE_VERSION,
         "source": source.fingerprint,
         "tier_fractions": list(cfg.tier_fractions),
+        "tier_min_counts": list(cfg.tier_min_counts),
+        "features": [dataclasses.asdict(f) for f in cfg.features],
+        "on_bad_rows": cfg.on_bad_rows,
     }
     if not force and _up_to_date(out, fingerprint):
         print(f"prepared dataset at {out} is up to date (use --force to rebuild)")
@@ -79,118 +88,125 @@ def _up_to_date(out: Path, fingerprint: dict[str, Any]) -> bool:
 
 
 def _run_pipeline(files: list[Path], cfg: DataConfig, out: Path) -> dict[str, Any]:
-    input_rows = check_files(files)
+    drop = cfg.on_bad_rows == "drop"
+    rules = tier_rules(cfg)
+    id_columns = tuple(rules)
+    input_rows, empty_files = check_files(files, id_columns, allow_empty=drop)
+    for file in empty_files:
+        print(f"WARNING: {file} has no rows; skipped", file=sys.stderr)
     _start_ray()
-    ds = ray.data.read_parquet([str(f) for f in files], include_paths=True)
-    print(f"validating {input_rows} rows in {len(files)} file(s)")
-    problems = ds.map_batches(row_problems, batch_format="pyarrow")
-    raise_for_problems(_concat(problems))
-
-    print("splitting user histories (leave last two out)")
-    tagged = (
-        ds.drop_columns([PATH_COLUMN])
-        .groupby("user_id")
-        .map_groups(leave_last_two_out, batch_format="pyarrow")
-        .materialize()
+    units = plan_units(files)
+    print(
+        f"pass 1/2: checking and counting {input_rows:,} rows ({len(files)} file(s), "
+        f"{len(units)} unit(s))"
     )
-    train = tagged.map_batches(
-        functools.partial(_select_split, split=TRAIN), batch_format="pyarrow"
+    merger = SummaryMerger()
+    for summary in run_tasks(scan_unit, units, id_columns, label="checked"):
+        merger.add(summary)
+    summary = merger.result()
+    if summary.problems and not drop:
+        raise ValidationError(problems_message(summary.problems))
+    held = held_out(summary.latest, summary.counts["user_id"])
+    features, id_maps = _build_vocabs(summary, held, rules, out / "vocab")
+    plan = AssignPlan(
+        out=str(out),
+        held_out_unit=held["unit"].to_numpy(),
+        held_out_row=held["row"].to_numpy(),
+        held_out_split=held["split"].to_numpy(),
+        id_maps=id_maps,
     )
-    features, value_sets = _build_vocabs(train, cfg.tier_fractions, out / "vocab")
-    rows, oov_rows = _write_splits(tagged, value_sets, features, out)
-    # This pipeline drops no rows; the field is part of the stats contract all the same.
-    dropped: dict[str, int] = {}
-    written = sum(rows.values())
-    if written != input_rows:
-        raise RuntimeError(f"row accounting failed: {written} rows written, {input_rows} read")
+    print("pass 2/2: splitting (leave last two out), remapping ids, writing")
+    totals = _add_counts(run_tasks(assign_unit, units, plan, label="written"))
+    rows = {name: totals[name] for name in (*SPLITS, "quarantined")}
+    if sum(rows.values()) != input_rows:
+        raise RuntimeError(f"row accounting failed: {rows} do not add up to {input_rows} read")
     users = features["user_id"]["oov_id"]
+    artifacts = [*(out / f"{s}.parquet" for s in SPLITS), *sorted((out / "vocab").iterdir())]
+    if rows["quarantined"]:
+        artifacts.append(out / f"{QUARANTINE}.parquet")
+        print(
+            f"WARNING: {rows['quarantined']:,} bad row(s) quarantined in "
+            f"{out.name}/{QUARANTINE}.parquet: {totals['reasons']}",
+            file=sys.stderr,
+        )
     return {
         "rows": {"input": input_rows, **rows},
-        "dropped": dropped,
+        "quarantined": {"reasons": totals["reasons"], "empty_files": empty_files},
         "users": {"total": users, "evaluated": rows["test"], "train_only": users - rows["test"]},
-        "oov_rows": oov_rows,
+        "oov_rows": totals["oov_rows"],
         "features": features,
-        "checksums": {
-            p.relative_to(out).as_posix(): sha256_tree(p)
-            for p in [*(out / f"{s}.parquet" for s in SPLITS), *sorted((out / "vocab").iterdir())]
-        },
+        "checksums": {p.relative_to(out).as_posix(): sha256_tree(p) for p in artifacts},
     }
 
 
-def _build_vocabs(
-    train: ray.data.Dataset, tier_fractions: tuple[float, ...], vocab_dir: Path
-) -> tuple[dict[str, Any], dict[str, pa.Array]]:
-    """Count each id column in the training split (distributed), rank, tier and write vocab/.
+def tier_rules(cfg: DataConfig) -> dict[str, TierRule]:
+    """Every id column (users, items, then extra features) with its tier rule."""
+    default = TierRule(cfg.tier_fractions, cfg.tier_min_counts)
+    rules = dict.fromkeys(ID_COLUMNS, default)
+    for feature in cfg.features:
+        if feature.column in rules or feature.column == TIME_COLUMN:
+            raise ValidationError(f"data.features: column {feature.column!r} is listed twice")
+        own = feature.tier_fractions or feature.tier_min_counts
+        rules[feature.column] = (
+            TierRule(feature.tier_fractions or default.fractions, feature.tier_min_counts)
+            if own
+            else default
+        )
+    return rules
 
-    Returns per-feature stats and the raw ids in new-id order (for remapping).
+
+def _build_vocabs(
+    summary: Summary, held: pa.Table, rules: dict[str, TierRule], vocab_dir: Path
+) -> tuple[dict[str, Any], dict[str, IdMap]]:
+    """Training-split counts (all rows minus held-out ones), ranked and tiered into vocab/.
+
+    Returns per-feature stats and the raw-id -> new-id maps.
     """
     vocab_dir.mkdir()
     features: dict[str, Any] = {}
-    value_sets: dict[str, pa.Array] = {}
-    for column in ID_COLUMNS:
-        print(f"counting {column} frequencies in the training split")
-        counts = _concat(train.groupby(column).count())
-        vocab = build_vocab(counts[column], counts["count()"], tier_fractions)
+    id_maps: dict[str, IdMap] = {}
+    for column, rule in rules.items():
+        counts = _minus(summary.counts[column], count_ids(held, column), column)
+        try:
+            vocab, boundaries = build_vocab(counts[column], counts["count"], rule, column)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
         pq.write_table(vocab, vocab_dir / f"{column}.parquet")
         known = vocab.num_rows - 1
-        value_sets[column] = vocab["raw_id"].slice(0, known).combine_chunks()
+        id_maps[column] = IdMap(vocab["raw_id"].slice(0, known).combine_chunks())
         features[column] = {
             "num_ids": vocab.num_rows,
             "oov_id": known,
-            "tier_boundaries": tier_boundaries(known, tier_fractions),
+            "tier_boundaries": boundaries,
             "tier_sizes": np.bincount(vocab["tier"].to_numpy()).tolist(),
         }
-    return features, value_sets
+    return features, id_maps
 
 
-def _write_splits(
-    tagged: ray.data.Dataset,
-    value_sets: dict[str, pa.Array],
-    features: dict[str, Any],
-    out: Path,
-) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
-    """Write train|valid|test.parquet with remapped ids; returns row and OOV counts per split."""
-    rows: dict[str, int] = {}
-    oov_rows: dict[str, dict[str, int]] = {}
-    for index, name in enumerate(SPLITS):
-        print(f"writing {name} split")
-        remap = functools.partial(_remap, split=index, value_sets=value_sets)
-        part = tagged.map_batches(remap, batch_format="pyarrow")
-        part.write_parquet(str(out / f"{name}.parquet"))
-        ids = pq.read_table(out / f"{name}.parquet", columns=list(ID_COLUMNS))
-        rows[name] = ids.num_rows
-        oov_rows[name] = {
-            c: int(pc.sum(pc.equal(ids[c], features[c]["oov_id"])).as_py() or 0) for c in ID_COLUMNS
-        }
-    return rows, oov_rows
+def _minus(totals: pa.Table, removed: pa.Table, column: str) -> pa.Table:
+    """totals - removed per id, keeping ids whose count stays above zero."""
+    negated = removed.set_column(1, "count", pc.negate(removed["count"]))
+    net = pa.concat_tables([totals, negated]).group_by(column).aggregate([("count", "sum")])
+    net = net.rename_columns([column, "count"])
+    return net.filter(pc.greater(net["count"], 0))
+
+
+def _add_counts(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Sum the per-unit count dicts (nested dicts add up key by key)."""
+    total: dict[str, Any] = {}
+    for part in parts:
+        _add_into(total, part)
+    return total
+
+
+def _add_into(total: dict[str, Any], part: dict[str, Any]) -> None:
+    for key, value in part.items():
+        if isinstance(value, dict):
+            _add_into(total.setdefault(key, {}), value)
+        else:
+            total[key] = total.get(key, 0) + value
 
 
 def _start_ray() -> None:
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
-    ctx = ray.data.DataContext.get_current()
-    # Sort-based shuffles run as plain tasks: on a small node they were faster than the default
-    # actor-based hash shuffle (43 s vs 48 s for 1M rows on 2 cores) and need no aggregator
-    # actors to start, which made the hash shuffle slow to come up on a loaded machine.
-    ctx.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
-    ctx.enable_progress_bars = False  # our own step lines show progress
-    ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-
-
-def _concat(ds: ray.data.Dataset) -> pa.Table:
-    return pa.concat_tables(ray.get(ds.to_arrow_refs()))
-
-
-def _select_split(batch: pa.Table, split: int) -> pa.Table:
-    return batch.filter(pc.equal(batch["split"], split))
-
-
-def _remap(batch: pa.Table, split: int, value_sets: dict[str, pa.Array]) -> pa.Table:
-    """Keep one split and replace raw ids by frequency-ranked ids (unseen ids become OOV)."""
-    batch = _select_split(batch, split).drop_columns(["split"])
-    for column, values in value_sets.items():
-        index = pc.index_in(batch[column], value_set=values)
-        new_ids = pc.fill_null(pc.cast(index, pa.int64()), len(values))
-        batch = batch.set_column(batch.schema.get_field_index(column), column, new_ids)
-    return batch

@@ -1,92 +1,177 @@
 """The interaction-log contract and its checks: file-level (schema, emptiness) and row-level.
 
-Row checks run per batch inside the Ray Data job and return small problem tables, so the
-driver learns which file, column and how many rows are bad without collecting the rows.
+Row checks run per unit inside Ray tasks and return a per-row reason plus small problem records,
+so the driver learns which file, column, how many and which rows are bad without the rows.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 ID_COLUMNS = ("user_id", "item_id")
-REQUIRED_COLUMNS = (*ID_COLUMNS, "timestamp")
-PATH_COLUMN = "path"
-PROBLEM_SCHEMA = pa.schema(
-    [("file", pa.string()), ("column", pa.string()), ("problem", pa.string()), ("rows", pa.int64())]
-)
+TIME_COLUMN = "timestamp"
+# How many offending rows an error message or problem record shows.
+FIRST_ROWS = 5
 
 
 class ValidationError(ValueError):
     """Input violates the interaction-log contract; the message names file, column and rows."""
 
 
-def check_files(files: list[Path]) -> int:
-    """Check every file's schema and emptiness without reading rows; returns total row count."""
+def check_files(
+    files: list[Path], id_columns: tuple[str, ...] = ID_COLUMNS, allow_empty: bool = False
+) -> tuple[int, list[str]]:
+    """Check every file's schema without reading rows: readable footer, the id columns (users,
+    items, extra categorical features) and timestamp with the contract's types, the same
+    columns and id kinds in every file, rows unless `allow_empty`. Returns the total row count
+    and the empty files."""
     if not files:
         raise ValidationError("no Parquet files found in the input")
-    total = 0
+    total, empty = 0, []
+    first: tuple[Path, pa.Schema] | None = None
     for file in files:
         try:
             meta = pq.read_metadata(file)
         except (OSError, pa.ArrowInvalid) as exc:
             raise ValidationError(f"{file}: not a readable Parquet file ({exc})") from exc
         if meta.num_rows == 0:
-            raise ValidationError(f"{file}: file has no rows")
-        schema = meta.schema.to_arrow_schema()
-        for column in REQUIRED_COLUMNS:
-            if column not in schema.names:
-                raise ValidationError(f"{file}: missing column {column!r} (has {schema.names})")
-        for column in ID_COLUMNS:
-            kind = schema.field(column).type
-            if not (
-                pa.types.is_integer(kind)
-                or pa.types.is_string(kind)
-                or pa.types.is_large_string(kind)
-            ):
+            if not allow_empty:
                 raise ValidationError(
-                    f"{file}: column {column!r} has type {kind}, expected int64 or string"
+                    f'{file}: file has no rows (data.on_bad_rows = "drop" skips empty files)'
                 )
-        if not pa.types.is_integer(schema.field("timestamp").type):
-            raise ValidationError(
-                f"{file}: column 'timestamp' has type {schema.field('timestamp').type}, "
-                "expected int64"
-            )
+            empty.append(str(file))
+        schema = meta.schema.to_arrow_schema()
+        _check_schema(file, schema, id_columns)
+        if first is None:
+            first = (file, schema)
+        else:
+            _check_same_shape(first, (file, schema), id_columns)
         total += meta.num_rows
-    return total
+    return total, empty
 
 
-def row_problems(batch: pa.Table) -> pa.Table:
-    """Count null and negative values in the required columns of one batch, per file."""
-    problems: dict[tuple[str, str, str], int] = {}
-    for column in REQUIRED_COLUMNS:
-        values = batch[column]
+def _check_schema(file: Path, schema: pa.Schema, id_columns: tuple[str, ...]) -> None:
+    for column in (*id_columns, TIME_COLUMN):
+        if column not in schema.names:
+            raise ValidationError(f"{file}: missing column {column!r} (has {schema.names})")
+    for column in id_columns:
+        kind = schema.field(column).type
+        if id_kind(kind) is None:
+            raise ValidationError(
+                f"{file}: column {column!r} has type {kind}, expected int64 or string"
+            )
+    if not pa.types.is_integer(schema.field("timestamp").type):
+        raise ValidationError(
+            f"{file}: column 'timestamp' has type {schema.field('timestamp').type}, expected int64"
+        )
+
+
+def _check_same_shape(
+    first: tuple[Path, pa.Schema], other: tuple[Path, pa.Schema], id_columns: tuple[str, ...]
+) -> None:
+    """Files are read as one log: same column names, and ids of the same kind."""
+    (file_a, a), (file_b, b) = first, other
+    if sorted(a.names) != sorted(b.names):
+        raise ValidationError(
+            f"{file_b}: columns {sorted(b.names)} differ from {file_a}'s {sorted(a.names)}"
+        )
+    for column in id_columns:
+        kind_a, kind_b = id_kind(a.field(column).type), id_kind(b.field(column).type)
+        if kind_a != kind_b:
+            raise ValidationError(
+                f"{file_b}: column {column!r} holds {kind_b} ids but {file_a} holds {kind_a} ids"
+            )
+
+
+def id_kind(kind: pa.DataType) -> str | None:
+    """'integer' or 'string' for the id types the contract allows, else None."""
+    if pa.types.is_integer(kind):
+        return "integer"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return "string"
+    return None
+
+
+def normalize_ids(table: pa.Table, id_columns: tuple[str, ...]) -> pa.Table:
+    """Integer ids and timestamps as int64, string ids as string, so files of one log concat."""
+    for column in (*id_columns, TIME_COLUMN):
+        kind = table.schema.field(column).type
+        target = pa.int64() if pa.types.is_integer(kind) else pa.string()
+        if kind != target:
+            index = table.schema.get_field_index(column)
+            table = table.set_column(index, column, table[column].cast(target))
+    return table
+
+
+@dataclass(frozen=True)
+class RowCheck:
+    """Bad rows of one unit: a per-row reason (null where the row is fine) and, per column and
+    problem, the count and first few file row numbers with their values."""
+
+    reasons: pa.Array | None  # None when every row is fine
+    problems: list[dict[str, Any]]
+
+
+def check_rows(
+    table: pa.Table, file: str, first_row: int, id_columns: tuple[str, ...] = ID_COLUMNS
+) -> RowCheck:
+    """Find null and negative values in the id and timestamp columns of rows from `file`."""
+    problems: list[dict[str, Any]] = []
+    reasons: pa.Array | None = None
+    for column in (*id_columns, TIME_COLUMN):
+        values = table[column]
         checks = {"null": pc.is_null(values)}
         if pa.types.is_integer(values.type):
             checks["negative"] = pc.fill_null(pc.less(values, 0), False)
         for problem, mask in checks.items():
-            if not pc.any(mask).as_py():
+            count = pc.sum(mask).as_py() or 0
+            if not count:
                 continue
-            bad_files = pc.value_counts(pc.filter(batch[PATH_COLUMN], mask)).to_pylist()
-            for entry in bad_files:
-                key = (entry["values"], column, problem)
-                problems[key] = problems.get(key, 0) + entry["counts"]
-    return pa.Table.from_pylist(
-        [{"file": f, "column": c, "problem": p, "rows": n} for (f, c, p), n in problems.items()],
-        schema=PROBLEM_SCHEMA,
+            where = np.flatnonzero(mask.to_numpy(zero_copy_only=False))[:FIRST_ROWS]
+            problems.append(
+                {
+                    "file": file,
+                    "column": column,
+                    "problem": problem,
+                    "rows": count,
+                    "first_rows": [first_row + int(i) for i in where],
+                    "first_values": values.take(pa.array(where)).to_pylist(),
+                }
+            )
+            label = f"{column} is {problem}"
+            if reasons is None:
+                reasons = pc.if_else(mask, label, pa.scalar(None, pa.string()))
+            else:
+                more = pc.if_else(
+                    pc.is_null(reasons), label, pc.binary_join_element_wise(reasons, label, "; ")
+                )
+                reasons = pc.if_else(mask, more, reasons)
+    return RowCheck(reasons, problems)
+
+
+def problems_message(problems: list[dict[str, Any]]) -> str:
+    """One line per (file, column, problem) with its row count and first offending rows."""
+    merged: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for entry in sorted(problems, key=lambda e: (e["file"], e["column"], e["first_rows"])):
+        key = (entry["file"], entry["column"], entry["problem"])
+        into = merged.setdefault(key, {"rows": 0, "first": []})
+        into["rows"] += entry["rows"]
+        into["first"] += list(zip(entry["first_rows"], entry["first_values"], strict=True))
+    lines = []
+    for (file, column, problem), entry in merged.items():
+        first = ", ".join(f"{row} ({value})" for row, value in entry["first"][:FIRST_ROWS])
+        lines.append(
+            f"{file}: column {column!r}: {entry['rows']} {problem} value(s), first at file "
+            f"row(s) {first}"
+        )
+    return (
+        'invalid interaction log (set data.on_bad_rows = "drop" to quarantine bad rows '
+        "instead): " + "; ".join(lines)
     )
-
-
-def raise_for_problems(problems: pa.Table) -> None:
-    """Raise one ValidationError that lists every (file, column, problem) with its row count."""
-    if problems.num_rows == 0:
-        return
-    summary = problems.group_by(["file", "column", "problem"]).aggregate([("rows", "sum")])
-    lines = [
-        f"{row['file']}: column {row['column']!r}: {row['rows_sum']} {row['problem']} value(s)"
-        for row in summary.sort_by("file").to_pylist()
-    ]
-    raise ValidationError("invalid interaction log: " + "; ".join(lines))

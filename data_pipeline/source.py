@@ -1,12 +1,14 @@
 """Resolve a job's data source into Parquet interaction-log files.
 
-MovieLens `ratings.dat` and SASRec `ml-1m.txt` are converted; Parquet is read in place. When the
+MovieLens `ratings.dat` and SASRec `ml-1m.txt` are converted; Parquet (a file, a directory
+searched recursively, or a glob pattern) is read in place. When the
 source is missing and the job allows it, a MovieLens-shaped log is generated instead, and the
 origin says so loudly, because numbers on generated data are not MovieLens numbers.
 """
 
 from __future__ import annotations
 
+import glob
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +38,9 @@ class Source:
 
 def describe_source(cfg: DataConfig, seed: int) -> Source:
     """Identify the source without converting anything (cheap; used to decide on re-use)."""
+    if is_glob(cfg.source):
+        files = _parquet_files(cfg.source)
+        return Source("parquet", cfg.source, False, {str(f): sha256_file(f) for f in files})
     path = Path(cfg.source)
     if not path.exists():
         if cfg.if_missing == "error":
@@ -46,7 +51,7 @@ def describe_source(cfg: DataConfig, seed: int) -> Source:
         spec = _synth_spec(cfg, seed)
         return Source("synthetic", str(path), True, {"synth_spec": asdict(spec)})
     fmt, file = _detect(path, cfg.format)
-    files = [file] if fmt != "parquet" else _parquet_files(file)
+    files = [file] if fmt != "parquet" else _parquet_files(str(file))
     return Source(fmt, str(file), False, {str(f): sha256_file(f) for f in files})
 
 
@@ -62,7 +67,7 @@ def materialize_source(source: Source, cfg: DataConfig, seed: int, workdir: Path
         table = generate_log(_synth_spec(cfg, seed))
         return [convert_to_parquet(table, workdir / "interactions.parquet")]
     if source.format == "parquet":
-        return _parquet_files(Path(source.location))
+        return _parquet_files(source.location)
     table = CONVERTERS[source.format](source.location)
     return [convert_to_parquet(table, workdir / "interactions.parquet")]
 
@@ -92,8 +97,18 @@ def _detect(path: Path, fmt: str) -> tuple[str, Path]:
     )
 
 
-def _parquet_files(path: Path) -> list[Path]:
-    files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+def is_glob(source: str) -> bool:
+    """Whether `source` is a glob pattern (e.g. logs/2026-*/part-*.parquet) rather than a path."""
+    return any(char in source for char in "*?[")
+
+
+def _parquet_files(location: str) -> list[Path]:
+    """A Parquet file, every *.parquet under a directory, or every file a glob matches."""
+    path = Path(location)
+    if is_glob(location):
+        files = sorted(Path(f) for f in glob.glob(location, recursive=True) if Path(f).is_file())
+    else:
+        files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
     if not files:
-        raise SourceError(f"{path}: no *.parquet files found")
+        raise SourceError(f"{location}: no Parquet files found")
     return files

@@ -1,4 +1,5 @@
-"""Generated MovieLens-shaped interaction logs, for when the real data is not available.
+"""Generated MovieLens-shaped interaction logs, for when the real data is not available, and
+the spec of the large power-law logs that `powerlaw` writes.
 
 Items follow a Zipf popularity law; users and items also carry latent factors, and each user
 picks items by popularity times affinity, so collaborative filtering has structure to learn
@@ -95,3 +96,36 @@ def _check(spec: SynthSpec) -> None:
             f"synthetic log: rows={spec.rows} exceeds users*items/2="
             f"{spec.users * (spec.items // 2)} (each user sees at most half the items)"
         )
+
+
+@dataclass(frozen=True)
+class PowerLawSpec:
+    """Shape of a generated log."""
+
+    rows: int = 10_000_000
+    users: int = 1_000_000
+    items: int = 1_000_000
+    item_exponent: float = 1.0  # Zipf exponent of item popularity
+    user_exponent: float = 0.5  # Zipf exponent of user activity
+    topics: int = 64
+    affinity: float = 0.7  # share of a user's interactions from its favourite topic
+    min_per_user: int = 5
+    files: int = 8
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raise ValueError naming the first impossible setting."""
+        if min(self.rows, self.users, self.items, self.topics, self.files) <= 0:
+            raise ValueError(f"synth: rows, users, items, topics and files must be > 0: {self}")
+        if self.topics > self.items:
+            raise ValueError(f"synth: topics ({self.topics}) > items ({self.items})")
+        if not 0 <= self.affinity <= 1:
+            raise ValueError(f"synth: affinity must be in [0, 1], got {self.affinity}")
+        if self.rows < self.min_per_user * self.users:
+            raise ValueError(
+                f"synth: rows ({self.rows}) < min_per_user*users ({self.min_per_user * self.users})"
+            )
+        if self.rows > self.users * (self.items // 2):
+            raise ValueError(
+                f"synth: rows ({self.rows}) > users*items/2; each user sees at most half the items"
+            )

@@ -8,8 +8,10 @@ and exits with code 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from data_pipeline.convert import ConversionError
 from data_pipeline.schema import ValidationError
@@ -61,6 +63,15 @@ def _submit(args: argparse.Namespace) -> int:
     return submit_job(args.job, args.set, args.address, follow=not args.no_wait)
 
 
+def _synth(args: argparse.Namespace) -> None:
+    from data_pipeline.powerlaw import generate
+    from data_pipeline.synth import PowerLawSpec
+
+    spec = PowerLawSpec(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PowerLawSpec)})
+    record = generate(spec, Path(args.out))
+    print(f"wrote {record['rows']:,} rows in {record['files']} file(s) to {args.out}")
+
+
 def _export(args: argparse.Namespace) -> None:
     from mgqe_dist.serve.artifact import export_artifact
 
@@ -90,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         (
             "prepare",
             _prepare,
-            "validate, split, rank and tier the job's interaction log (Ray Data)",
+            "validate, split, rank and tier the job's interaction log (Ray)",
         ),
         ("train", _train, "train and evaluate the job's model (locally, or on Ray Train)"),
         ("submit", _submit, "run `train JOB` on a Ray cluster through Ray Jobs"),
@@ -116,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     submit = commands.choices["submit"]
     submit.add_argument("--address", required=True, help="Ray dashboard, http://HOST:8265")
     submit.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    _add_synth(commands)
     export = commands.add_parser(
         "export", help="write a training run's serving artifact (packed codes + weights)"
     )
@@ -133,6 +145,25 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--redis-url", default="localhost:6379", help="host:port for redis")
     init.set_defaults(run=_feast_init)
     return parser
+
+
+def _add_synth(commands: argparse._SubParsersAction) -> None:
+    """`synth OUT` with one option per PowerLawSpec field (same names, same defaults)."""
+    from data_pipeline.synth import PowerLawSpec
+
+    synth = commands.add_parser(
+        "synth", help="write a synthetic power-law interaction log (Parquet, for scale tests)"
+    )
+    synth.add_argument("out", help="output directory (replaced atomically)")
+    for field in dataclasses.fields(PowerLawSpec):
+        default = field.default
+        synth.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            type=type(default),
+            default=default,
+            help=f"default {default}",
+        )
+    synth.set_defaults(run=_synth)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,21 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class FeatureConfig:
+    """An extra categorical column of the log with its own vocabulary and tiers."""
+
+    column: str
+    # Tiers as in the data section; both empty = the data section's tier settings.
+    tier_fractions: tuple[float, ...] = ()
+    tier_min_counts: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where the interaction log comes from and how it is prepared."""
 
-    # Raw input: a MovieLens directory/ratings.dat, a SASRec ml-1m.txt, or Parquet file/dir.
+    # Raw input: a MovieLens directory/ratings.dat, a SASRec ml-1m.txt, or Parquet: one file, a
+    # directory (searched recursively) or a glob such as "logs/2026-*/*.parquet".
     source: str = "../shared/data/ml-1m"
     # Input format; "auto" decides from the file names found at `source`.
     format: Literal["auto", "movielens", "sasrec", "parquet"] = "auto"
@@ -32,8 +43,18 @@ class DataConfig:
     if_missing: Literal["error", "synthesize"] = "error"
     # Prepared dataset directory (vocab/, train|valid|test.parquet, stats.json).
     prepared_dir: str = "prepared/ml1m"
+    # Rows that break the log contract (null or negative ids/timestamps): stop with an error
+    # naming them, or drop them to <prepared_dir>/quarantine.parquet with the reason (empty
+    # files are then skipped too). stats.json accounts for every row either way.
+    on_bad_rows: Literal["error", "drop"] = "error"
     # Fraction of each vocabulary (by frequency rank) in the head tier; one value per cut.
     tier_fractions: tuple[float, ...] = (0.1,)
+    # Or tiers by training count: tier i holds ids seen at least tier_min_counts[i] times
+    # (strictly decreasing; the rest form the last tier). Replaces tier_fractions when given.
+    tier_min_counts: tuple[int, ...] = ()
+    # Extra categorical columns ([[data.features]] column = "genre"), each remapped to
+    # frequency-ranked ids with its own vocab/<column>.parquet and tiers.
+    features: tuple[FeatureConfig, ...] = ()
     # Size of the generated log when `if_missing = "synthesize"`.
     synth_users: int = 6040
     synth_items: int = 3706

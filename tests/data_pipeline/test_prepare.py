@@ -1,5 +1,6 @@
 """prepare on real Ray Data: row accounting, vocab consistency and validation errors."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from data_pipeline.prepare import prepare
 from data_pipeline.schema import ValidationError
-from mgqe_dist.config import DataConfig, load_job
+from mgqe_dist.config import DataConfig, FeatureConfig, load_job
 
 
 def _prepared(tiny_job: Path) -> Path:
@@ -22,7 +23,8 @@ def test_every_input_row_is_accounted_for(tiny_job: Path) -> None:
     stats = json.loads((root / "stats.json").read_text())
     rows = stats["rows"]
     assert rows["input"] == 4000
-    assert rows["train"] + rows["valid"] + rows["test"] + sum(stats["dropped"].values()) == 4000
+    assert rows["train"] + rows["valid"] + rows["test"] + rows["quarantined"] == 4000
+    assert rows["quarantined"] == 0
     for split in ("train", "valid", "test"):
         assert pq.read_table(root / f"{split}.parquet").num_rows == rows[split]
 
@@ -94,8 +96,10 @@ def _log_dir(tmp_path: Path, table: pa.Table, name: str = "part-0.parquet") -> P
     return source
 
 
-def _cfg(tmp_path: Path, source: Path) -> DataConfig:
-    return DataConfig(source=str(source), prepared_dir=str(tmp_path / "prepared"))
+def _cfg(tmp_path: Path, source: Path, on_bad_rows: str = "error") -> DataConfig:
+    return DataConfig(
+        source=str(source), prepared_dir=str(tmp_path / "prepared"), on_bad_rows=on_bad_rows
+    )
 
 
 GOOD = {"user_id": [1, 1, 1], "item_id": [1, 2, 3], "timestamp": [1, 2, 3]}
@@ -131,8 +135,9 @@ def test_null_and_negative_ids_are_counted_per_file(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as error:
         prepare(_cfg(tmp_path, source), seed=0)
     message = str(error.value)
-    assert "part-0.parquet: column 'user_id': 1 null value(s)" in message
-    assert "part-0.parquet: column 'item_id': 2 negative value(s)" in message
+    nulls = "part-0.parquet: column 'user_id': 1 null value(s), first at file row(s) 1 (None)"
+    negatives = "column 'item_id': 2 negative value(s), first at file row(s) 2 (-3), 3 (-4)"
+    assert nulls in message and f"part-0.parquet: {negatives}" in message
     assert not (tmp_path / "prepared").exists()
 
 
@@ -144,7 +149,7 @@ def test_string_ids_are_supported(tmp_path: Path) -> None:
     )
     out = prepare(_cfg(tmp_path, source), seed=0)
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["rows"] == {"input": 12, "train": 6, "valid": 3, "test": 3}
+    assert stats["rows"] == {"input": 12, "train": 6, "valid": 3, "test": 3, "quarantined": 0}
     assert pq.read_table(out / "vocab" / "user_id.parquet")["raw_id"].to_pylist()[:3] == [
         "u0",
         "u1",
@@ -173,7 +178,7 @@ def test_movielens_directory_is_detected_and_converted(
     stats = json.loads((out / "stats.json").read_text())
     assert stats["origin"]["synthetic"] is False
     assert stats["origin"]["location"].endswith(file_name)
-    assert stats["rows"] == {"input": 8, "train": 4, "valid": 2, "test": 2}
+    assert stats["rows"] == {"input": 8, "train": 4, "valid": 2, "test": 2, "quarantined": 0}
     test = pq.read_table(out / "test.parquet")
     vocab = pq.read_table(out / "vocab" / "item_id.parquet")["raw_id"].to_pylist()
     assert sorted(vocab[i] for i in test["item_id"].to_pylist()) == [5, 8]  # each latest item
@@ -192,3 +197,126 @@ def test_items_unseen_in_training_map_to_the_oov_id(tmp_path: Path) -> None:
     assert stats["oov_rows"]["test"]["item_id"] == 1 and stats["oov_rows"]["train"]["item_id"] == 0
     tiers = pq.read_table(out / "vocab" / "item_id.parquet")["tier"].to_pylist()
     assert tiers[oov] == max(tiers)
+
+
+def test_dropped_rows_are_quarantined_with_reasons_and_accounted_for(tmp_path: Path) -> None:
+    bad = pa.table(
+        {
+            "user_id": [1, None, 1, 1, 2, 2, 2],
+            "item_id": [1, 2, -3, 4, 1, 2, 3],
+            "timestamp": [1, 2, 3, -4, 1, 2, 3],
+        }
+    )
+    source = _log_dir(tmp_path, bad)
+    _log_dir(tmp_path, pa.table(GOOD).slice(0, 0), "part-1.parquet")  # empty: skipped
+    out = prepare(_cfg(tmp_path, source, "drop"), seed=0)
+    stats = json.loads((out / "stats.json").read_text())
+    rows = stats["rows"]
+    assert rows == {"input": 7, "train": 2, "valid": 1, "test": 1, "quarantined": 3}
+    assert sum(v for k, v in rows.items() if k != "input") == rows["input"]
+    assert stats["quarantined"]["reasons"] == {
+        "user_id is null": 1,
+        "item_id is negative": 1,
+        "timestamp is negative": 1,
+    }
+    assert stats["quarantined"]["empty_files"] == [str(source / "part-1.parquet")]
+    quarantine = pq.read_table(out / "quarantine.parquet").sort_by("source_row")
+    assert quarantine["source_row"].to_pylist() == [1, 2, 3]
+    assert quarantine["item_id"].to_pylist() == ["2", "-3", "4"]
+    assert quarantine["reason"].to_pylist() == [
+        "user_id is null",
+        "item_id is negative",
+        "timestamp is negative",
+    ]
+    assert set(stats["checksums"]) >= {"quarantine.parquet"}
+
+
+def test_glob_of_many_files_and_row_groups_splits_like_one_table(tmp_path: Path) -> None:
+    # 30 users x 10 rows spread over 3 files of several row groups; unit boundaries fall
+    # inside user histories, and the split must not depend on them. A glob picks the files.
+    table = pa.table(
+        {
+            "user_id": [u for _ in range(10) for u in range(30)],
+            "item_id": [(7 * r) % 23 for r in range(300)],
+            "timestamp": [r // 30 for r in range(300)],
+        }
+    )
+    source = tmp_path / "logs"
+    source.mkdir()
+    for index in range(3):
+        pq.write_table(table.slice(100 * index, 100), source / f"{index}.parquet", row_group_size=7)
+    pq.write_table(table.slice(0, 5), source / "not-matched.parquet")
+    out = prepare(_cfg(tmp_path, source / "[0-9].parquet"), seed=0)
+    assert json.loads((out / "stats.json").read_text())["rows"]["input"] == 300
+    vocab = pq.read_table(out / "vocab" / "item_id.parquet")["raw_id"].to_pylist()
+    users = pq.read_table(out / "vocab" / "user_id.parquet")["raw_id"].to_pylist()
+    test = pq.read_table(out / "test.parquet")
+    pairs = zip(test["user_id"].to_pylist(), test["item_id"].to_pylist(), strict=True)
+    latest = {users[u]: vocab[i] for u, i in pairs}
+    # Each user's last row is the one at timestamp 9 (rows 270..299).
+    assert latest == {u: (7 * (270 + u)) % 23 for u in range(30)}
+
+
+def test_exact_duplicate_rows_give_one_test_row(tmp_path: Path) -> None:
+    table = pa.table(
+        {"user_id": [1] * 5, "item_id": [4, 4, 4, 2, 1], "timestamp": [9] * 3 + [1, 2]}
+    )
+    out = prepare(_cfg(tmp_path, _log_dir(tmp_path, table)), seed=0)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["rows"] == {"input": 5, "train": 3, "valid": 1, "test": 1, "quarantined": 0}
+
+
+def test_ids_of_different_kinds_across_files_are_refused(tmp_path: Path) -> None:
+    source = _log_dir(tmp_path, pa.table(GOOD))
+    strings = {**GOOD, "item_id": ["a", "b", "c"]}
+    _log_dir(tmp_path, pa.table(strings), "part-1.parquet")
+    with pytest.raises(ValidationError, match=r"part-1\.parquet: column 'item_id' holds string"):
+        prepare(_cfg(tmp_path, source), seed=0)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt_page"])
+def test_unreadable_files_are_named(tmp_path: Path, damage: str) -> None:
+    source = _log_dir(tmp_path, pa.table({**GOOD, "user_id": [1, 2, 3]}))
+    path = source / "part-0.parquet"
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        path.write_bytes(bytes(data[: len(data) // 2]))
+    else:  # footer intact, column data overwritten
+        data[4:40] = b"\xff" * 36
+        path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"part-0\.parquet"):
+        prepare(_cfg(tmp_path, source), seed=0)
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_extra_categorical_feature_gets_its_own_vocabulary_and_tiers(tmp_path: Path) -> None:
+    genres = ["drama", "comedy", "drama", "horror", "drama", "comedy"] * 2
+    table = pa.table(
+        {
+            "user_id": [1] * 6 + [2] * 6,
+            "item_id": list(range(6)) * 2,
+            "timestamp": list(range(12)),
+            "genre": genres,
+        }
+    )
+    features = (FeatureConfig("genre", tier_min_counts=(3,)),)
+    cfg = dataclasses.replace(_cfg(tmp_path, _log_dir(tmp_path, table)), features=features)
+    out = prepare(cfg, seed=0)
+    stats = json.loads((out / "stats.json").read_text())
+    vocab = pq.read_table(out / "vocab" / "genre.parquet")
+    # Training rows: the first four of each user (its last two are held out).
+    assert vocab["raw_id"].to_pylist() == ["drama", "comedy", "horror", None]
+    assert vocab["count"].to_pylist() == [4, 2, 2, 0]
+    assert stats["features"]["genre"]["tier_boundaries"] == [1]  # only drama has >= 3 rows
+    train = pq.read_table(out / "train.parquet")
+    decoded = {vocab["raw_id"][g].as_py() for g in train["genre"].to_pylist()}
+    assert decoded == {"drama", "comedy", "horror"}
+
+
+def test_nulls_in_a_feature_column_are_bad_rows(tmp_path: Path) -> None:
+    table = pa.table({**GOOD, "genre": ["a", None, "b"]})
+    cfg = dataclasses.replace(
+        _cfg(tmp_path, _log_dir(tmp_path, table)), features=(FeatureConfig("genre"),)
+    )
+    with pytest.raises(ValidationError, match="column 'genre': 1 null value"):
+        prepare(cfg, seed=0)

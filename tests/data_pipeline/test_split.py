@@ -1,19 +1,26 @@
+import numpy as np
 import pyarrow as pa
 
-from data_pipeline.split import TEST, TRAIN, VALID, leave_last_two_out
+from data_pipeline.scan import count_ids
+from data_pipeline.schema import ID_COLUMNS
+from data_pipeline.split import TEST, TRAIN, VALID, held_out, latest_two
+
+
+def _located(table: pa.Table, units: list[int] | None = None) -> pa.Table:
+    n = table.num_rows
+    unit = np.zeros(n, dtype=np.int64) if units is None else np.array(units, dtype=np.int64)
+    return table.append_column("unit", pa.array(unit)).append_column(
+        "row", pa.array(np.arange(n, dtype=np.int64))
+    )
 
 
 def _split_of(table: pa.Table) -> dict[tuple[int, int], int]:
-    out = leave_last_two_out(table)
-    return {
-        (u, i): s
-        for u, i, s in zip(
-            out["user_id"].to_pylist(),
-            out["item_id"].to_pylist(),
-            out["split"].to_pylist(),
-            strict=True,
-        )
-    }
+    located = _located(table)
+    held = held_out(latest_two(located, ID_COLUMNS), count_ids(located, "user_id"))
+    split = np.full(table.num_rows, TRAIN)
+    split[held["row"].to_numpy()] = held["split"].to_numpy()
+    pairs = zip(table["user_id"].to_pylist(), table["item_id"].to_pylist(), strict=True)
+    return {pair: int(s) for pair, s in zip(pairs, split, strict=True)}
 
 
 def test_last_is_test_second_last_is_valid() -> None:
@@ -37,6 +44,17 @@ def test_users_with_short_histories_stay_in_train() -> None:
     assert [splits[(2, i)] for i in (1, 2, 3)] == [TRAIN, VALID, TEST]
 
 
-def test_extra_columns_are_carried_through() -> None:
-    table = pa.table({"user_id": [1], "item_id": [1], "timestamp": [1], "genre": ["x"]})
-    assert leave_last_two_out(table)["genre"].to_pylist() == ["x"]
+def test_latest_two_of_parts_equal_latest_two_of_the_whole() -> None:
+    rng = np.random.default_rng(0)
+    table = _located(
+        pa.table(
+            {
+                "user_id": rng.integers(0, 50, 1000),
+                "item_id": rng.integers(0, 20, 1000),
+                "timestamp": rng.integers(0, 30, 1000),
+            }
+        ),
+        units=list(rng.integers(0, 4, 1000)),
+    )
+    parts = [latest_two(table.slice(start, 250), ID_COLUMNS) for start in range(0, 1000, 250)]
+    assert latest_two(pa.concat_tables(parts), ID_COLUMNS).equals(latest_two(table, ID_COLUMNS))

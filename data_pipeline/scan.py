@@ -1,0 +1,99 @@
+"""Pass 1 of prepare: per unit, check rows and aggregate what the split and vocabularies need.
+
+A unit's summary is its bad-row problems, its users' latest two rows and its user and item
+counts; the driver merges summaries as they stream in, so its memory follows the number of
+distinct ids, never the number of rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from data_pipeline.schema import TIME_COLUMN, check_rows, normalize_ids
+from data_pipeline.split import latest_two
+from data_pipeline.units import Unit, read_unit
+
+
+@dataclass
+class Summary:
+    """What pass 1 knows about some rows: counts per id and each user's latest two rows."""
+
+    latest: pa.Table  # user_id, timestamp, item_id, unit, row, extra id columns
+    counts: dict[str, pa.Table]  # id column -> (column, count)
+    good_rows: int
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+
+def scan_unit(unit: Unit, id_columns: tuple[str, ...]) -> Summary:
+    """Check one unit's rows and summarise its good ones (runs in a Ray task)."""
+    table = normalize_ids(read_unit(unit, [*id_columns, TIME_COLUMN]), id_columns)
+    check = check_rows(table, unit.file, unit.first_row, id_columns)
+    n = table.num_rows
+    table = table.append_column("unit", pa.array(np.full(n, unit.index, dtype=np.int64)))
+    table = table.append_column("row", pa.array(np.arange(n, dtype=np.int64)))
+    if check.reasons is not None:
+        table = table.filter(pc.is_null(check.reasons))
+    return Summary(
+        latest=latest_two(table, id_columns),
+        counts={column: count_ids(table, column) for column in id_columns},
+        good_rows=table.num_rows,
+        problems=check.problems,
+    )
+
+
+def count_ids(table: pa.Table, column: str) -> pa.Table:
+    """(column, count) per distinct value."""
+    return table.group_by(column).aggregate([([], "count_all")]).rename_columns([column, "count"])
+
+
+class SummaryMerger:
+    """Merges unit summaries as they arrive; pending ones are folded in once they outgrow the
+    merged state, so each row of state is re-merged O(log units) times."""
+
+    def __init__(self) -> None:
+        self._merged: Summary | None = None
+        self._pending: list[Summary] = []
+        self._pending_rows = 0
+
+    def add(self, summary: Summary) -> None:
+        """Take one unit's summary."""
+        self._pending.append(summary)
+        self._pending_rows += summary.latest.num_rows + sum(
+            t.num_rows for t in summary.counts.values()
+        )
+        merged_rows = 0 if self._merged is None else self._merged.latest.num_rows
+        if self._pending_rows >= max(merged_rows, 1 << 20):
+            self._fold()
+
+    def result(self) -> Summary:
+        """The summary of every unit added."""
+        self._fold()
+        assert self._merged is not None, "no summaries were added"
+        return self._merged
+
+    def _fold(self) -> None:
+        parts = self._pending + ([self._merged] if self._merged is not None else [])
+        if not parts:
+            return
+        columns = tuple(parts[0].counts)
+        self._merged = Summary(
+            latest=latest_two(pa.concat_tables([p.latest for p in parts]), columns),
+            counts={c: _sum_counts([p.counts[c] for p in parts], c) for c in columns},
+            good_rows=sum(p.good_rows for p in parts),
+            problems=[problem for p in parts for problem in p.problems],
+        )
+        self._pending, self._pending_rows = [], 0
+
+
+def _sum_counts(tables: list[pa.Table], column: str) -> pa.Table:
+    return (
+        pa.concat_tables(tables)
+        .group_by(column)
+        .aggregate([("count", "sum")])
+        .rename_columns([column, "count"])
+    )
