@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from data_pipeline.schema import check_rows, normalize_ids
-from data_pipeline.split import SPLITS, TRAIN
+from data_pipeline.split import SPLITS, TRAIN, SplitRule
 from data_pipeline.units import Unit, read_unit
 
 QUARANTINE = "quarantine"
@@ -55,13 +55,15 @@ class IdMap:
 
 @dataclass(frozen=True)
 class AssignPlan:
-    """What every unit needs from pass 1: held-out rows, id maps and the output directory."""
+    """What every unit needs from pass 1: held-out rows (leave-last-two-out), id maps, the
+    split rule and the output directory."""
 
     out: str
     held_out_unit: np.ndarray  # sorted unit index of every held-out row
     held_out_row: np.ndarray  # its row in the unit
     held_out_split: np.ndarray  # VALID or TEST
     id_maps: dict[str, IdMap]  # every id column (users, items, extra features)
+    rule: SplitRule
 
 
 def assign_unit(unit: Unit, plan: AssignPlan) -> dict[str, Any]:
@@ -70,9 +72,12 @@ def assign_unit(unit: Unit, plan: AssignPlan) -> dict[str, Any]:
     table = normalize_ids(read_unit(unit), id_columns)
     check = check_rows(table, unit.file, unit.first_row, id_columns)
     counts: dict[str, Any] = {"quarantined": 0, "reasons": {}, "oov_rows": {}}
-    split = np.full(table.num_rows, TRAIN, dtype=np.int8)
-    lo, hi = np.searchsorted(plan.held_out_unit, [unit.index, unit.index + 1])
-    split[plan.held_out_row[lo:hi]] = plan.held_out_split[lo:hi]
+    if plan.rule.kind == "random":
+        split = plan.rule.random_splits(unit, table.num_rows)
+    else:
+        split = np.full(table.num_rows, TRAIN, dtype=np.int8)
+        lo, hi = np.searchsorted(plan.held_out_unit, [unit.index, unit.index + 1])
+        split[plan.held_out_row[lo:hi]] = plan.held_out_split[lo:hi]
     if check.reasons is not None:  # only under on_bad_rows = "drop": "error" stopped after pass 1
         bad = pc.is_valid(check.reasons)
         _quarantine(table, check.reasons, bad, unit, plan)

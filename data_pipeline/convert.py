@@ -1,7 +1,8 @@
-"""Converters from public MovieLens formats to the Parquet interaction-log contract.
+"""Converters from MovieLens formats and generic CSV/TSV to the Parquet interaction-log contract.
 
-Contract (DESIGN.md): `user_id`, `item_id` (int64), `timestamp` (int64), `rating` (float64).
-Every input line becomes one row or an error naming the file and line: nothing is skipped.
+Contract (DESIGN.md): `user_id`, `item_id` (int64 or string), `timestamp` (int64), `rating`
+(float64), any extra columns. Every input line becomes one row or an error naming the file
+(and line where the format has lines we parse): nothing is skipped.
 """
 
 from __future__ import annotations
@@ -10,8 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
-from data_pipeline.files import write_parquet_atomic
+from data_pipeline.files import atomic_path, write_parquet_atomic
+from data_pipeline.schema import ID_COLUMNS, TIME_COLUMN
+
+# Bytes of a delimited file parsed at a time (and so one Parquet row group).
+CSV_BLOCK_BYTES = 64 << 20
 
 
 class ConversionError(ValueError):
@@ -56,6 +63,29 @@ def read_sasrec_text(path: str | Path) -> pa.Table:
             "rating": np.ones(len(users), dtype=np.float64),
         }
     )
+
+
+def delimited_to_parquet(path: str | Path, out_path: Path, delimiter: str) -> Path:
+    """Stream a CSV/TSV file whose header names the contract's columns into Parquet, one block
+    at a time (memory stays at one block). Column types are inferred from the first block."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConversionError(f"{path}: file not found")
+    parse = pa_csv.ParseOptions(delimiter=delimiter)
+    read = pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES)
+    try:
+        reader = pa_csv.open_csv(path, read_options=read, parse_options=parse)
+        missing = [c for c in (*ID_COLUMNS, TIME_COLUMN) if c not in reader.schema.names]
+        if missing:
+            raise ConversionError(
+                f"{path}: header has no column(s) {missing} (has {reader.schema.names})"
+            )
+        with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, reader.schema) as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+    except pa.ArrowInvalid as exc:
+        raise ConversionError(f"{path}: {' '.join(str(exc).split())}") from exc
+    return out_path
 
 
 def convert_to_parquet(table: pa.Table, out_path: str | Path) -> Path:

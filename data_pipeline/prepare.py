@@ -2,10 +2,12 @@
 
 File schemas are checked on the driver; then two passes of Ray tasks over units (runs of row
 groups) stream the log without ever shuffling or collecting rows:
-1. check rows and summarise each unit (user/item counts, each user's latest two rows); the
+1. check rows and summarise each unit (counts per id, each user's latest two rows); the
    driver merges summaries into state sized by the vocabularies, then picks held-out rows and
    builds ranked, tiered vocabularies from training-split counts;
 2. tag every row's split, remap ids and write the split parts (and quarantined bad rows).
+With data.sequence_length = L, pass 1 also keeps each user's L + 2 latest rows, from which
+sequences.parquet (the L latest training items per user, for SASRec) is written.
 Every input row is accounted for in stats.json. The output directory appears atomically, so a
 crashed run never leaves a half-prepared dataset behind.
 """
@@ -37,13 +39,14 @@ from data_pipeline.schema import (
     problems_message,
 )
 from data_pipeline.source import describe_source, materialize_source
-from data_pipeline.split import SPLITS, held_out
+from data_pipeline.split import SPLITS, SplitRule, held_out, train_sequences
 from data_pipeline.stats import load_stats
 from data_pipeline.tiers import TierRule, build_vocab
 from data_pipeline.units import plan_units, run_tasks
 from mgqe_dist.config import DataConfig
 
 PIPELINE_VERSION = "2"
+SEQUENCES = "sequences.parquet"
 
 
 def prepare(cfg: DataConfig, seed: int, force: bool = False) -> Path:
@@ -57,6 +60,11 @@ def prepare(cfg: DataConfig, seed: int, force: bool = False) -> Path:
         "tier_min_counts": list(cfg.tier_min_counts),
         "features": [dataclasses.asdict(f) for f in cfg.features],
         "on_bad_rows": cfg.on_bad_rows,
+        "sequence_length": cfg.sequence_length,
+        "split": cfg.split,
+        "random_fractions": list(cfg.random_fractions),
+        # The random split depends on the seed; leave-last-two-out does not.
+        "seed": seed if cfg.split == "random" else None,
     }
     if not force and _up_to_date(out, fingerprint):
         print(f"prepared dataset at {out} is up to date (use --force to rebuild)")
@@ -65,7 +73,7 @@ def prepare(cfg: DataConfig, seed: int, force: bool = False) -> Path:
     with atomic_path(out) as tmp:
         tmp.mkdir()
         files = materialize_source(source, cfg, seed, tmp / "input")
-        stats = _run_pipeline(files, cfg, tmp)
+        stats = _run_pipeline(files, cfg, seed, tmp)
         stats.update(
             fingerprint=fingerprint,
             origin={
@@ -87,8 +95,9 @@ def _up_to_date(out: Path, fingerprint: dict[str, Any]) -> bool:
         return False
 
 
-def _run_pipeline(files: list[Path], cfg: DataConfig, out: Path) -> dict[str, Any]:
+def _run_pipeline(files: list[Path], cfg: DataConfig, seed: int, out: Path) -> dict[str, Any]:
     drop = cfg.on_bad_rows == "drop"
+    rule = SplitRule(cfg.split, cfg.random_fractions, seed, cfg.sequence_length)
     rules = tier_rules(cfg)
     id_columns = tuple(rules)
     input_rows, empty_files = check_files(files, id_columns, allow_empty=drop)
@@ -100,8 +109,8 @@ def _run_pipeline(files: list[Path], cfg: DataConfig, out: Path) -> dict[str, An
         f"pass 1/2: checking and counting {input_rows:,} rows ({len(files)} file(s), "
         f"{len(units)} unit(s))"
     )
-    merger = SummaryMerger()
-    for summary in run_tasks(scan_unit, units, id_columns, label="checked"):
+    merger = SummaryMerger(rule.keep)
+    for summary in run_tasks(scan_unit, units, id_columns, rule, label="checked"):
         merger.add(summary)
     summary = merger.result()
     if summary.problems and not drop:
@@ -114,14 +123,19 @@ def _run_pipeline(files: list[Path], cfg: DataConfig, out: Path) -> dict[str, An
         held_out_row=held["row"].to_numpy(),
         held_out_split=held["split"].to_numpy(),
         id_maps=id_maps,
+        rule=rule,
     )
-    print("pass 2/2: splitting (leave last two out), remapping ids, writing")
+    print(f"pass 2/2: splitting ({cfg.split.replace('_', ' ')}), remapping ids, writing")
     totals = _add_counts(run_tasks(assign_unit, units, plan, label="written"))
     rows = {name: totals[name] for name in (*SPLITS, "quarantined")}
     if sum(rows.values()) != input_rows:
         raise RuntimeError(f"row accounting failed: {rows} do not add up to {input_rows} read")
     users = features["user_id"]["oov_id"]
     artifacts = [*(out / f"{s}.parquet" for s in SPLITS), *sorted((out / "vocab").iterdir())]
+    if cfg.sequence_length:
+        sequences = train_sequences(summary.latest, summary.counts["user_id"], cfg.sequence_length)
+        _write_sequences(sequences, id_maps, out / SEQUENCES)
+        artifacts.append(out / SEQUENCES)
     if rows["quarantined"]:
         artifacts.append(out / f"{QUARANTINE}.parquet")
         print(
@@ -137,6 +151,14 @@ def _run_pipeline(files: list[Path], cfg: DataConfig, out: Path) -> dict[str, An
         "features": features,
         "checksums": {p.relative_to(out).as_posix(): sha256_tree(p) for p in artifacts},
     }
+
+
+def _write_sequences(sequences: pa.Table, id_maps: dict[str, IdMap], path: Path) -> None:
+    """sequences.parquet with new ids: user_id, items (latest training items, oldest first)."""
+    items = sequences["items"].combine_chunks()
+    new_items = pa.ListArray.from_arrays(items.offsets, id_maps["item_id"](items.values))
+    table = pa.table({"user_id": id_maps["user_id"](sequences["user_id"]), "items": new_items})
+    pq.write_table(table.sort_by("user_id"), path)
 
 
 def tier_rules(cfg: DataConfig) -> dict[str, TierRule]:

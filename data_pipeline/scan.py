@@ -1,8 +1,9 @@
 """Pass 1 of prepare: per unit, check rows and aggregate what the split and vocabularies need.
 
-A unit's summary is its bad-row problems, its users' latest two rows and its user and item
-counts; the driver merges summaries as they stream in, so its memory follows the number of
-distinct ids, never the number of rows.
+A unit's summary is its bad-row problems, its users' latest rows (two, plus the sequence
+length when SASRec sequences are written) and its counts per id column; the driver merges
+summaries as they stream in, so its memory follows the number of distinct ids, never the
+number of rows.
 """
 
 from __future__ import annotations
@@ -15,33 +16,37 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from data_pipeline.schema import TIME_COLUMN, check_rows, normalize_ids
-from data_pipeline.split import latest_two
+from data_pipeline.split import TRAIN, SplitRule, latest_rows
 from data_pipeline.units import Unit, read_unit
 
 
 @dataclass
 class Summary:
-    """What pass 1 knows about some rows: counts per id and each user's latest two rows."""
+    """What pass 1 knows about some rows: counts per id and each user's latest rows."""
 
-    latest: pa.Table  # user_id, timestamp, item_id, unit, row, extra id columns
+    latest: pa.Table  # each user's latest rows: user_id, timestamp, item_id, unit, row, extras
     counts: dict[str, pa.Table]  # id column -> (column, count)
-    good_rows: int
     problems: list[dict[str, Any]] = field(default_factory=list)
 
 
-def scan_unit(unit: Unit, id_columns: tuple[str, ...]) -> Summary:
-    """Check one unit's rows and summarise its good ones (runs in a Ray task)."""
+def scan_unit(unit: Unit, id_columns: tuple[str, ...], rule: SplitRule) -> Summary:
+    """Check one unit's rows and summarise its good ones (runs in a Ray task). Under a random
+    split only training rows are counted; otherwise all rows are, and each user's latest rows
+    are kept for the driver to pick the held-out ones."""
     table = normalize_ids(read_unit(unit, [*id_columns, TIME_COLUMN]), id_columns)
     check = check_rows(table, unit.file, unit.first_row, id_columns)
     n = table.num_rows
     table = table.append_column("unit", pa.array(np.full(n, unit.index, dtype=np.int64)))
     table = table.append_column("row", pa.array(np.arange(n, dtype=np.int64)))
+    counted = np.ones(n, dtype=bool)
     if check.reasons is not None:
-        table = table.filter(pc.is_null(check.reasons))
+        counted &= pc.is_null(check.reasons).to_numpy(zero_copy_only=False)
+    if rule.kind == "random":
+        counted &= rule.random_splits(unit, n) == TRAIN
+    table = table.filter(pa.array(counted))
     return Summary(
-        latest=latest_two(table, id_columns),
+        latest=latest_rows(table, id_columns, rule.keep),
         counts={column: count_ids(table, column) for column in id_columns},
-        good_rows=table.num_rows,
         problems=check.problems,
     )
 
@@ -55,7 +60,8 @@ class SummaryMerger:
     """Merges unit summaries as they arrive; pending ones are folded in once they outgrow the
     merged state, so each row of state is re-merged O(log units) times."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int) -> None:
+        self._keep = keep
         self._merged: Summary | None = None
         self._pending: list[Summary] = []
         self._pending_rows = 0
@@ -82,9 +88,8 @@ class SummaryMerger:
             return
         columns = tuple(parts[0].counts)
         self._merged = Summary(
-            latest=latest_two(pa.concat_tables([p.latest for p in parts]), columns),
+            latest=latest_rows(pa.concat_tables([p.latest for p in parts]), columns, self._keep),
             counts={c: _sum_counts([p.counts[c] for p in parts], c) for c in columns},
-            good_rows=sum(p.good_rows for p in parts),
             problems=[problem for p in parts for problem in p.problems],
         )
         self._pending, self._pending_rows = [], 0

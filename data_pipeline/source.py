@@ -1,7 +1,7 @@
 """Resolve a job's data source into Parquet interaction-log files.
 
-MovieLens `ratings.dat` and SASRec `ml-1m.txt` are converted; Parquet (a file, a directory
-searched recursively, or a glob pattern) is read in place. When the
+MovieLens `ratings.dat`, SASRec `ml-1m.txt` and CSV/TSV files with a header are converted;
+Parquet (a file, a directory searched recursively, or a glob pattern) is read in place. When the
 source is missing and the job allows it, a MovieLens-shaped log is generated instead, and the
 origin says so loudly, because numbers on generated data are not MovieLens numbers.
 """
@@ -13,13 +13,20 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from data_pipeline.convert import convert_to_parquet, read_movielens_ratings, read_sasrec_text
+from data_pipeline.convert import (
+    convert_to_parquet,
+    delimited_to_parquet,
+    read_movielens_ratings,
+    read_sasrec_text,
+)
 from data_pipeline.files import sha256_file
 from data_pipeline.synth import SynthSpec, generate_log
 from mgqe_dist.config import DataConfig
 
 CONVERTERS = {"movielens": read_movielens_ratings, "sasrec": read_sasrec_text}
 FORMAT_FILES = {"movielens": "ratings.dat", "sasrec": "ml-1m.txt"}
+# Generic delimited files with a header row: format -> delimiter (also the file suffix).
+DELIMITERS = {"csv": ",", "tsv": "\t"}
 
 
 class SourceError(FileNotFoundError):
@@ -68,6 +75,9 @@ def materialize_source(source: Source, cfg: DataConfig, seed: int, workdir: Path
         return [convert_to_parquet(table, workdir / "interactions.parquet")]
     if source.format == "parquet":
         return _parquet_files(source.location)
+    if source.format in DELIMITERS:
+        out = workdir / "interactions.parquet"
+        return [delimited_to_parquet(source.location, out, DELIMITERS[source.format])]
     table = CONVERTERS[source.format](source.location)
     return [convert_to_parquet(table, workdir / "interactions.parquet")]
 
@@ -82,12 +92,16 @@ def _detect(path: Path, fmt: str) -> tuple[str, Path]:
             return fmt, path
         if path.suffix == ".parquet":
             return "parquet", path
+        if path.suffix[1:] in DELIMITERS:
+            return path.suffix[1:], path
         for name, file_name in FORMAT_FILES.items():
             if path.name == file_name:
                 return name, path
         raise SourceError(f"{path}: cannot tell the format from the name; set data.format")
     if fmt == "parquet" or (fmt == "auto" and any(path.rglob("*.parquet"))):
         return "parquet", path
+    if fmt in DELIMITERS:
+        raise SourceError(f"{path}: data.format = {fmt!r} needs data.source to name the file")
     candidates = [fmt] if fmt != "auto" else list(FORMAT_FILES)
     for name in candidates:
         if (path / FORMAT_FILES[name]).is_file():

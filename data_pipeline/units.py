@@ -28,6 +28,7 @@ class Unit:
 
     index: int
     file: str
+    file_index: int  # position of the file in the sorted input
     first_group: int
     num_groups: int
     first_row: int  # file row number of the unit's first row
@@ -37,13 +38,15 @@ class Unit:
 def plan_units(files: Sequence[Path], unit_rows: int = UNIT_ROWS) -> list[Unit]:
     """Cut every file's row groups into units of at least `unit_rows` rows (files never mix)."""
     units: list[Unit] = []
-    for file in files:
+    for file_index, file in enumerate(files):
         meta = pq.read_metadata(file)
         start, first_row, rows = 0, 0, 0
         for group in range(meta.num_row_groups):
             rows += meta.row_group(group).num_rows
             if rows >= unit_rows or group == meta.num_row_groups - 1:
-                units.append(Unit(len(units), str(file), start, group + 1 - start, first_row, rows))
+                groups = group + 1 - start
+                unit = Unit(len(units), str(file), file_index, start, groups, first_row, rows)
+                units.append(unit)
                 start, first_row, rows = group + 1, first_row + rows, 0
     return units
 

@@ -37,8 +37,9 @@ class DataConfig:
     # Raw input: a MovieLens directory/ratings.dat, a SASRec ml-1m.txt, or Parquet: one file, a
     # directory (searched recursively) or a glob such as "logs/2026-*/*.parquet".
     source: str = "../shared/data/ml-1m"
-    # Input format; "auto" decides from the file names found at `source`.
-    format: Literal["auto", "movielens", "sasrec", "parquet"] = "auto"
+    # Input format; "auto" decides from the file names found at `source` (*.csv, *.tsv: a
+    # header row naming user_id, item_id, timestamp and any other columns).
+    format: Literal["auto", "movielens", "sasrec", "parquet", "csv", "tsv"] = "auto"
     # What to do when `source` does not exist: fail, or generate a MovieLens-shaped log.
     if_missing: Literal["error", "synthesize"] = "error"
     # Prepared dataset directory (vocab/, train|valid|test.parquet, stats.json).
@@ -55,6 +56,29 @@ class DataConfig:
     # Extra categorical columns ([[data.features]] column = "genre"), each remapped to
     # frequency-ranked ids with its own vocab/<column>.parquet and tiers.
     features: tuple[FeatureConfig, ...] = ()
+    # How rows are split: per user by time (the latest is test, the one before valid; for
+    # ranking), or each row at random by random_fractions = (train, valid, test), seeded by
+    # the job's seed (the paper's 90/10 for rating regression).
+    split: Literal["leave_last_two_out", "random"] = "leave_last_two_out"
+    random_fractions: tuple[float, ...] = (0.9, 0.0, 0.1)
+    # > 0: also write sequences.parquet, each user's latest this-many training items (SASRec
+    # uses 50); needs the leave-last-two-out split. Pass 1 keeps length + 2 rows per user.
+    sequence_length: int = 0
+
+    def __post_init__(self) -> None:
+        fractions = self.random_fractions
+        if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-9:
+            raise ConfigError(
+                f"data.random_fractions = {list(fractions)}: expected three shares (train, "
+                "valid, test), each >= 0, summing to 1"
+            )
+        if fractions[0] <= 0:
+            raise ConfigError("data.random_fractions: the train share must be > 0")
+        if self.sequence_length < 0:
+            raise ConfigError(f"data.sequence_length must be >= 0, got {self.sequence_length}")
+        if self.sequence_length and self.split != "leave_last_two_out":
+            raise ConfigError('data.sequence_length needs data.split = "leave_last_two_out"')
+
     # Size of the generated log when `if_missing = "synthesize"`.
     synth_users: int = 6040
     synth_items: int = 3706

@@ -1,8 +1,14 @@
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
-from data_pipeline.convert import ConversionError, read_movielens_ratings, read_sasrec_text
+from data_pipeline.convert import (
+    ConversionError,
+    delimited_to_parquet,
+    read_movielens_ratings,
+    read_sasrec_text,
+)
 
 
 def test_movielens_ratings_become_contract_columns(tmp_path: Path) -> None:
@@ -58,3 +64,30 @@ def test_sasrec_line_order_becomes_per_user_time(tmp_path: Path) -> None:
         )
     )
     assert rows == [(1, 10, 0), (2, 7, 0), (1, 11, 1), (1, 3, 2), (2, 9, 1)]
+
+
+@pytest.mark.parametrize(("suffix", "sep"), [("csv", ","), ("tsv", "\t")])
+def test_delimited_files_are_streamed_to_parquet(tmp_path: Path, suffix: str, sep: str) -> None:
+    lines = ["user_id,item_id,timestamp,rating", "u1,i1,10,4.5", "u1,i2,11,3", "u2,i1,12,5"]
+    path = tmp_path / f"log.{suffix}"
+    path.write_text("\n".join(line.replace(",", sep) for line in lines) + "\n")
+    out = delimited_to_parquet(path, tmp_path / "log.parquet", sep)
+    table = pq.read_table(out)
+    assert table["user_id"].to_pylist() == ["u1", "u1", "u2"]
+    assert table["timestamp"].to_pylist() == [10, 11, 12]
+    assert table["rating"].to_pylist() == [4.5, 3.0, 5.0]
+
+
+def test_csv_with_a_short_line_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id,timestamp\n1,2,3\n4,5\n")
+    with pytest.raises(ConversionError, match=r"log\.csv: .*Expected 3 columns, got 2"):
+        delimited_to_parquet(path, tmp_path / "log.parquet", ",")
+    assert not (tmp_path / "log.parquet").exists()
+
+
+def test_csv_without_a_contract_column_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("user,item_id,timestamp\n1,2,3\n")
+    with pytest.raises(ConversionError, match=r"header has no column\(s\) \['user_id'\]"):
+        delimited_to_parquet(path, tmp_path / "log.parquet", ",")

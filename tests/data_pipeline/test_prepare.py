@@ -159,9 +159,13 @@ def test_string_ids_are_supported(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("file_name", "line"),
-    [("ratings.dat", "{u}::{i}::4::{t}"), ("ml-1m.txt", "{u} {i}")],
+    [
+        ("ratings.dat", "{u}::{i}::4::{t}"),
+        ("ml-1m.txt", "{u} {i}"),
+        ("log.tsv", "{u}\t{i}\t{t}"),
+    ],
 )
-def test_movielens_directory_is_detected_and_converted(
+def test_movielens_sasrec_and_tsv_sources_are_detected_and_converted(
     tmp_path: Path, file_name: str, line: str
 ) -> None:
     source = tmp_path / "ml-1m"
@@ -173,8 +177,11 @@ def test_movielens_directory_is_detected_and_converted(
         for u, items in histories.items()
         for step, i in enumerate(items)
     ]
+    if file_name.endswith(".tsv"):
+        lines.insert(0, "user_id\titem_id\ttimestamp")
     (source / file_name).write_text("\n".join(lines) + "\n")
-    out = prepare(_cfg(tmp_path, source), seed=0)
+    data = source / file_name if file_name.endswith(".tsv") else source  # named, not found
+    out = prepare(_cfg(tmp_path, data), seed=0)
     stats = json.loads((out / "stats.json").read_text())
     assert stats["origin"]["synthetic"] is False
     assert stats["origin"]["location"].endswith(file_name)
@@ -320,3 +327,55 @@ def test_nulls_in_a_feature_column_are_bad_rows(tmp_path: Path) -> None:
     )
     with pytest.raises(ValidationError, match="column 'genre': 1 null value"):
         prepare(cfg, seed=0)
+
+
+def test_sasrec_sequences_hold_the_latest_training_items_oldest_first(tmp_path: Path) -> None:
+    # User 1: 6 rows (items 10..15 in time order), user 2: 2 rows (too short to evaluate).
+    table = pa.table(
+        {
+            "user_id": [1] * 6 + [2] * 2,
+            "item_id": [15, 10, 14, 11, 13, 12, 10, 11],
+            "timestamp": [6, 1, 5, 2, 4, 3, 1, 2],
+        }
+    )
+    cfg = dataclasses.replace(_cfg(tmp_path, _log_dir(tmp_path, table)), sequence_length=3)
+    out = prepare(cfg, seed=0)
+    users = pq.read_table(out / "vocab" / "user_id.parquet")["raw_id"].to_pylist()
+    items = pq.read_table(out / "vocab" / "item_id.parquet")["raw_id"].to_pylist()
+    sequences = pq.read_table(out / "sequences.parquet").to_pylist()
+    decoded = {users[s["user_id"]]: [items[i] for i in s["items"]] for s in sequences}
+    # User 1's latest two (15, 14) are test and valid; its 3 latest training items follow.
+    assert decoded == {1: [11, 12, 13], 2: [10, 11]}
+    assert "sequences.parquet" in json.loads((out / "stats.json").read_text())["checksums"]
+
+
+def _random_split_test_rows(tmp_path: Path, source: Path, seed: int) -> tuple[dict, set]:
+    cfg = dataclasses.replace(
+        _cfg(tmp_path / f"seed{seed}", source), split="random", random_fractions=(0.8, 0.1, 0.1)
+    )
+    out = prepare(cfg, seed=seed)
+    stats = json.loads((out / "stats.json").read_text())
+    test = pq.read_table(out / "test.parquet", columns=["timestamp"])
+    return stats, set(test["timestamp"].to_pylist())
+
+
+def test_random_split_follows_the_fractions_and_the_seed(tmp_path: Path) -> None:
+    n = 4000
+    table = pa.table(
+        {"user_id": [r % 50 for r in range(n)], "item_id": [r % 70 for r in range(n)]}
+    ).append_column("timestamp", pa.array(range(n)))  # unique: identifies each row
+    source = tmp_path / "logs"
+    source.mkdir()
+    pq.write_table(table, source / "log.parquet", row_group_size=300)
+    stats, test_rows = _random_split_test_rows(tmp_path, source, seed=0)
+    rows = stats["rows"]
+    assert rows["train"] + rows["valid"] + rows["test"] == n
+    for split, share in (("train", 0.8), ("valid", 0.1), ("test", 0.1)):
+        assert abs(rows[split] / n - share) < 0.03, split
+    again, same_rows = _random_split_test_rows(tmp_path, source, seed=0)
+    assert same_rows == test_rows and again["rows"] == rows
+    _, other_rows = _random_split_test_rows(tmp_path, source, seed=1)
+    assert other_rows != test_rows
+    # Vocabularies count training rows only.
+    vocab = pq.read_table(tmp_path / "seed0" / "prepared" / "vocab" / "item_id.parquet")
+    assert sum(vocab["count"].to_pylist()) == rows["train"]

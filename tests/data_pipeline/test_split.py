@@ -3,7 +3,7 @@ import pyarrow as pa
 
 from data_pipeline.scan import count_ids
 from data_pipeline.schema import ID_COLUMNS
-from data_pipeline.split import TEST, TRAIN, VALID, held_out, latest_two
+from data_pipeline.split import TEST, TRAIN, VALID, held_out, latest_rows
 
 
 def _located(table: pa.Table, units: list[int] | None = None) -> pa.Table:
@@ -16,7 +16,7 @@ def _located(table: pa.Table, units: list[int] | None = None) -> pa.Table:
 
 def _split_of(table: pa.Table) -> dict[tuple[int, int], int]:
     located = _located(table)
-    held = held_out(latest_two(located, ID_COLUMNS), count_ids(located, "user_id"))
+    held = held_out(latest_rows(located, ID_COLUMNS), count_ids(located, "user_id"))
     split = np.full(table.num_rows, TRAIN)
     split[held["row"].to_numpy()] = held["split"].to_numpy()
     pairs = zip(table["user_id"].to_pylist(), table["item_id"].to_pylist(), strict=True)
@@ -44,7 +44,7 @@ def test_users_with_short_histories_stay_in_train() -> None:
     assert [splits[(2, i)] for i in (1, 2, 3)] == [TRAIN, VALID, TEST]
 
 
-def test_latest_two_of_parts_equal_latest_two_of_the_whole() -> None:
+def test_latest_rows_of_parts_equal_latest_rows_of_the_whole() -> None:
     rng = np.random.default_rng(0)
     table = _located(
         pa.table(
@@ -56,5 +56,5 @@ def test_latest_two_of_parts_equal_latest_two_of_the_whole() -> None:
         ),
         units=list(rng.integers(0, 4, 1000)),
     )
-    parts = [latest_two(table.slice(start, 250), ID_COLUMNS) for start in range(0, 1000, 250)]
-    assert latest_two(pa.concat_tables(parts), ID_COLUMNS).equals(latest_two(table, ID_COLUMNS))
+    parts = [latest_rows(table.slice(start, 250), ID_COLUMNS) for start in range(0, 1000, 250)]
+    assert latest_rows(pa.concat_tables(parts), ID_COLUMNS).equals(latest_rows(table, ID_COLUMNS))

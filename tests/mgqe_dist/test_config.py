@@ -80,3 +80,26 @@ def test_shipped_job_specs_load() -> None:
     assert specs
     for spec in specs:
         assert load_job(spec).name == spec.stem
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ("random_fractions = [0.9, 0.2]", "expected three shares"),
+        ("random_fractions = [0.0, 0.5, 0.5]", "train share must be > 0"),
+        ('split = "random"\nsequence_length = 50', "needs data.split"),
+    ],
+)
+def test_split_settings_are_checked(tmp_path: Path, data: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_job(_job(tmp_path, f"[data]\n{data}\n"))
+
+
+def test_extra_features_are_an_array_of_tables(tmp_path: Path) -> None:
+    text = '[[data.features]]\ncolumn = "genre"\ntier_min_counts = [100]\n'
+    (feature,) = load_job(_job(tmp_path, text)).data.features
+    assert (feature.column, feature.tier_min_counts, feature.tier_fractions) == (
+        "genre",
+        (100,),
+        (),
+    )
