@@ -100,7 +100,9 @@ def _run_pipeline(files: list[Path], cfg: DataConfig, seed: int, out: Path) -> d
     rule = SplitRule(cfg.split, cfg.random_fractions, seed, cfg.sequence_length)
     rules = tier_rules(cfg)
     id_columns = tuple(rules)
-    input_rows, empty_files = check_files(files, id_columns, allow_empty=drop)
+    input_rows, empty_files = check_files(
+        files, id_columns, allow_empty=drop, need_time=cfg.split != "random"
+    )
     for file in empty_files:
         print(f"WARNING: {file} has no rows; skipped", file=sys.stderr)
     _start_ray()
@@ -145,7 +147,8 @@ def _run_pipeline(files: list[Path], cfg: DataConfig, seed: int, out: Path) -> d
         )
     return {
         "rows": {"input": input_rows, **rows},
-        "quarantined": {"reasons": totals["reasons"], "empty_files": empty_files},
+        "dropped": totals["reasons"],  # reason -> rows, all in quarantine.parquet
+        "empty_files": empty_files,
         "users": {"total": users, "evaluated": rows["test"], "train_only": users - rows["test"]},
         "oov_rows": totals["oov_rows"],
         "features": features,

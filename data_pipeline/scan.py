@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from data_pipeline.schema import TIME_COLUMN, check_rows, normalize_ids
 from data_pipeline.split import TRAIN, SplitRule, latest_rows
@@ -33,9 +34,13 @@ def scan_unit(unit: Unit, id_columns: tuple[str, ...], rule: SplitRule) -> Summa
     """Check one unit's rows and summarise its good ones (runs in a Ray task). Under a random
     split only training rows are counted; otherwise all rows are, and each user's latest rows
     are kept for the driver to pick the held-out ones."""
-    table = normalize_ids(read_unit(unit, [*id_columns, TIME_COLUMN]), id_columns)
+    names = pq.ParquetFile(unit.file).schema_arrow.names
+    columns = [*id_columns, TIME_COLUMN] if TIME_COLUMN in names else list(id_columns)
+    table = normalize_ids(read_unit(unit, columns), id_columns)
     check = check_rows(table, unit.file, unit.first_row, id_columns)
     n = table.num_rows
+    if TIME_COLUMN not in names:  # only under the random split, which ignores time
+        table = table.append_column(TIME_COLUMN, pa.array(np.zeros(n, dtype=np.int64)))
     table = table.append_column("unit", pa.array(np.full(n, unit.index, dtype=np.int64)))
     table = table.append_column("row", pa.array(np.arange(n, dtype=np.int64)))
     counted = np.ones(n, dtype=bool)

@@ -26,12 +26,15 @@ class ValidationError(ValueError):
 
 
 def check_files(
-    files: list[Path], id_columns: tuple[str, ...] = ID_COLUMNS, allow_empty: bool = False
+    files: list[Path],
+    id_columns: tuple[str, ...] = ID_COLUMNS,
+    allow_empty: bool = False,
+    need_time: bool = True,
 ) -> tuple[int, list[str]]:
     """Check every file's schema without reading rows: readable footer, the id columns (users,
-    items, extra categorical features) and timestamp with the contract's types, the same
-    columns and id kinds in every file, rows unless `allow_empty`. Returns the total row count
-    and the empty files."""
+    items, extra categorical features) and timestamp (unless not `need_time` and absent) with
+    the contract's types, the same columns and id kinds in every file, rows unless
+    `allow_empty`. Returns the total row count and the empty files."""
     if not files:
         raise ValidationError("no Parquet files found in the input")
     total, empty = 0, []
@@ -48,7 +51,7 @@ def check_files(
                 )
             empty.append(str(file))
         schema = meta.schema.to_arrow_schema()
-        _check_schema(file, schema, id_columns)
+        _check_schema(file, schema, id_columns, need_time)
         if first is None:
             first = (file, schema)
         else:
@@ -57,8 +60,10 @@ def check_files(
     return total, empty
 
 
-def _check_schema(file: Path, schema: pa.Schema, id_columns: tuple[str, ...]) -> None:
-    for column in (*id_columns, TIME_COLUMN):
+def _check_schema(
+    file: Path, schema: pa.Schema, id_columns: tuple[str, ...], need_time: bool
+) -> None:
+    for column in (*id_columns, TIME_COLUMN) if need_time else id_columns:
         if column not in schema.names:
             raise ValidationError(f"{file}: missing column {column!r} (has {schema.names})")
     for column in id_columns:
@@ -67,7 +72,7 @@ def _check_schema(file: Path, schema: pa.Schema, id_columns: tuple[str, ...]) ->
             raise ValidationError(
                 f"{file}: column {column!r} has type {kind}, expected int64 or string"
             )
-    if not pa.types.is_integer(schema.field("timestamp").type):
+    if TIME_COLUMN in schema.names and not pa.types.is_integer(schema.field(TIME_COLUMN).type):
         raise ValidationError(
             f"{file}: column 'timestamp' has type {schema.field('timestamp').type}, expected int64"
         )
@@ -101,7 +106,7 @@ def id_kind(kind: pa.DataType) -> str | None:
 
 def normalize_ids(table: pa.Table, id_columns: tuple[str, ...]) -> pa.Table:
     """Integer ids and timestamps as int64, string ids as string, so files of one log concat."""
-    for column in (*id_columns, TIME_COLUMN):
+    for column in checked_columns(table, id_columns):
         kind = table.schema.field(column).type
         target = pa.int64() if pa.types.is_integer(kind) else pa.string()
         if kind != target:
@@ -125,7 +130,7 @@ def check_rows(
     """Find null and negative values in the id and timestamp columns of rows from `file`."""
     problems: list[dict[str, Any]] = []
     reasons: pa.Array | None = None
-    for column in (*id_columns, TIME_COLUMN):
+    for column in checked_columns(table, id_columns):
         values = table[column]
         checks = {"null": pc.is_null(values)}
         if pa.types.is_integer(values.type):
@@ -154,6 +159,11 @@ def check_rows(
                 )
                 reasons = pc.if_else(mask, more, reasons)
     return RowCheck(reasons, problems)
+
+
+def checked_columns(table: pa.Table, id_columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The id columns, and the timestamp where the log has one."""
+    return (*id_columns, TIME_COLUMN) if TIME_COLUMN in table.column_names else id_columns
 
 
 def problems_message(problems: list[dict[str, Any]]) -> str:

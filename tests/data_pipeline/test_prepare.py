@@ -221,12 +221,12 @@ def test_dropped_rows_are_quarantined_with_reasons_and_accounted_for(tmp_path: P
     rows = stats["rows"]
     assert rows == {"input": 7, "train": 2, "valid": 1, "test": 1, "quarantined": 3}
     assert sum(v for k, v in rows.items() if k != "input") == rows["input"]
-    assert stats["quarantined"]["reasons"] == {
+    assert stats["dropped"] == {
         "user_id is null": 1,
         "item_id is negative": 1,
         "timestamp is negative": 1,
     }
-    assert stats["quarantined"]["empty_files"] == [str(source / "part-1.parquet")]
+    assert stats["empty_files"] == [str(source / "part-1.parquet")]
     quarantine = pq.read_table(out / "quarantine.parquet").sort_by("source_row")
     assert quarantine["source_row"].to_pylist() == [1, 2, 3]
     assert quarantine["item_id"].to_pylist() == ["2", "-3", "4"]
@@ -355,15 +355,16 @@ def _random_split_test_rows(tmp_path: Path, source: Path, seed: int) -> tuple[di
     )
     out = prepare(cfg, seed=seed)
     stats = json.loads((out / "stats.json").read_text())
-    test = pq.read_table(out / "test.parquet", columns=["timestamp"])
-    return stats, set(test["timestamp"].to_pylist())
+    test = pq.read_table(out / "test.parquet", columns=["event"])
+    return stats, set(test["event"].to_pylist())
 
 
 def test_random_split_follows_the_fractions_and_the_seed(tmp_path: Path) -> None:
+    # No timestamp: a random split does not need one. `event` is carried through.
     n = 4000
     table = pa.table(
         {"user_id": [r % 50 for r in range(n)], "item_id": [r % 70 for r in range(n)]}
-    ).append_column("timestamp", pa.array(range(n)))  # unique: identifies each row
+    ).append_column("event", pa.array(range(n)))
     source = tmp_path / "logs"
     source.mkdir()
     pq.write_table(table, source / "log.parquet", row_group_size=300)
