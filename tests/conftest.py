@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny generated log, its prepared dataset (real Ray Data), job specs."""
+"""Shared fixtures: a tiny generated log, its prepared dataset (real Ray), job specs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""prepare on real Ray Data: row accounting, vocab consistency and validation errors."""
+"""prepare on a real local Ray: row accounting, splits, vocabularies, features, bad input."""
 
 import dataclasses
 import json
