@@ -87,14 +87,17 @@ def _interactions_per_user(spec: SynthSpec, rng: np.random.Generator) -> np.ndar
 def _check(spec: SynthSpec) -> None:
     if spec.users <= 0 or spec.items <= 1:
         raise ValueError(f"synthetic log needs users > 0 and items > 1, got {spec}")
-    if spec.rows < spec.min_per_user * spec.users:
+    check_row_budget(spec.rows, spec.users, spec.items, spec.min_per_user)
+
+
+def check_row_budget(rows: int, users: int, items: int, min_per_user: int) -> None:
+    """Every user gets at least min_per_user rows and sees at most half the items."""
+    if rows < min_per_user * users:
+        raise ValueError(f"synthetic log: rows={rows} < min_per_user*users={min_per_user * users}")
+    if rows > users * (items // 2):
         raise ValueError(
-            f"synthetic log: rows={spec.rows} < min_per_user*users={spec.min_per_user * spec.users}"
-        )
-    if spec.rows > spec.users * (spec.items // 2):
-        raise ValueError(
-            f"synthetic log: rows={spec.rows} exceeds users*items/2="
-            f"{spec.users * (spec.items // 2)} (each user sees at most half the items)"
+            f"synthetic log: rows={rows} exceeds users*items/2={users * (items // 2)} (each "
+            "user sees at most half the items)"
         )
 
 
@@ -121,11 +124,4 @@ class PowerLawSpec:
             raise ValueError(f"synth: topics ({self.topics}) > items ({self.items})")
         if not 0 <= self.affinity <= 1:
             raise ValueError(f"synth: affinity must be in [0, 1], got {self.affinity}")
-        if self.rows < self.min_per_user * self.users:
-            raise ValueError(
-                f"synth: rows ({self.rows}) < min_per_user*users ({self.min_per_user * self.users})"
-            )
-        if self.rows > self.users * (self.items // 2):
-            raise ValueError(
-                f"synth: rows ({self.rows}) > users*items/2; each user sees at most half the items"
-            )
+        check_row_budget(self.rows, self.users, self.items, self.min_per_user)
