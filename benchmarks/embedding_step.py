@@ -5,7 +5,7 @@ negatives). Also MGQE's grouped lookup (one search per tier over that tier's ids
 Alg. 1) against an ungrouped one (every id searched in every tier's codebook, then selected
 by tier), to show what grouping saves.
 
-    .venv/bin/python benchmarks/embedding_step.py [--steps 20] [--device cpu]
+    .venv/bin/python -m benchmarks.embedding_step [--steps 20] [--device cpu]
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 One step = forward, loss (+ centroid loss), backward and Adam, on MovieLens-1M-sized tables
 with GMF-like batches (Zipf positives, uniform negatives). All kinds run in one process.
 
-    .venv/bin/python benchmarks/gmf_step.py [--batch-size 2048] [--steps 50] [--device cpu]
+    .venv/bin/python -m benchmarks.gmf_step [--batch-size 2048] [--steps 50] [--device cpu]
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ from mgqe_dist.config import load_job
 AGENT_WAIT_SECONDS = 120
 # Never uploaded with the working directory.
 EXCLUDES = [".venv", ".git", "runs", "prepared", "artifacts", "feature_repo", "reports", "*.pyc"]
+# Environment of every Ray process of a training job. Ray Train's print patch sends a worker's
+# print both to stdout and to its logger, so every progress line reached the driver twice.
+RAY_ENV_VARS = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
 
 
 def submit_job(job_path: str, overrides: Sequence[str], address: str, follow: bool = True) -> int:
@@ -44,7 +47,7 @@ def submit_job(job_path: str, overrides: Sequence[str], address: str, follow: bo
             job_id = client.submit_job(
                 entrypoint=shlex.join(args),
                 submission_id=f"{job.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                runtime_env={"working_dir": ".", "excludes": EXCLUDES},
+                runtime_env={"working_dir": ".", "excludes": EXCLUDES, "env_vars": RAY_ENV_VARS},
             )
             break
         except RuntimeError as exc:  # a cluster that just started has no job agent yet

@@ -26,6 +26,7 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from mgqe_dist.config import JobConfig, from_dict, to_dict
+from mgqe_dist.submit import RAY_ENV_VARS
 from mgqe_dist.train.data import load_prepared
 from mgqe_dist.train.run import load_job_data
 
@@ -145,7 +146,9 @@ def _init_ray() -> None:
     if os.environ.get("RAY_ADDRESS"):  # inside `mgqe-dist submit`: join that cluster
         ray.init()
     else:
-        ray.init(include_dashboard=False)
+        # The dashboard serves the state API, which Ray Train's placement-group cleaner polls
+        # (without it, it warns every second).
+        ray.init(include_dashboard=True, runtime_env={"env_vars": RAY_ENV_VARS})
 
 
 def _use_gpu(device: str) -> bool:
