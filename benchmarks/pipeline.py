@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_pipeline.prepare import prepare
+from data_pipeline.stats import load_stats
 from mgqe_dist.config import DataConfig
 
 SAMPLE_SECONDS = 0.2
@@ -106,9 +107,12 @@ def main() -> None:
         pipe_s, pipe_gib = measure(
             ["--child", "pipeline", "--log-dir", str(log_dir), "--work-dir", str(args.work_dir)]
         )
+        features = load_stats(args.work_dir / "prepared")["features"]
+        vocab = "/".join(f"{features[c]['num_ids']:,}" for c in ("user_id", "item_id"))
         shutil.rmtree(args.work_dir / "prepared", ignore_errors=True)
         lines.append(
-            f"  {rows / 1e6:6.0f}M rows ({size:.2f} GiB Parquet, synth {made:.0f} s): "
+            f"  {rows / 1e6:6.0f}M rows ({size:.2f} GiB Parquet, synth {made:.0f} s, "
+            f"users/items seen {vocab}): "
             f"pyarrow group_by {rows / base_s / 1e6:6.2f}M rows/s peak {base_gib:5.2f} GiB | "
             f"prepare {rows / pipe_s / 1e6:6.2f}M rows/s peak {pipe_gib:5.2f} GiB | "
             f"throughput ratio prepare/pyarrow {base_s / pipe_s:5.2f}"

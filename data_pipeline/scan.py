@@ -20,6 +20,10 @@ from data_pipeline.schema import TIME_COLUMN, check_rows, normalize_ids
 from data_pipeline.split import TRAIN, SplitRule, latest_rows
 from data_pipeline.units import Unit, read_unit
 
+# Pending summary rows folded in at once, at least (bounds driver memory at ~100s of MB while
+# keeping the number of re-groupings of the merged state small).
+FOLD_MIN_ROWS = 1 << 23
+
 
 @dataclass
 class Summary:
@@ -78,7 +82,7 @@ class SummaryMerger:
             t.num_rows for t in summary.counts.values()
         )
         merged_rows = 0 if self._merged is None else self._merged.latest.num_rows
-        if self._pending_rows >= max(merged_rows, 1 << 20):
+        if self._pending_rows >= max(merged_rows, FOLD_MIN_ROWS):
             self._fold()
 
     def result(self) -> Summary:
