@@ -105,6 +105,8 @@ def _run_pipeline(files: list[Path], cfg: DataConfig, seed: int, out: Path) -> d
     )
     for file in empty_files:
         print(f"WARNING: {file} has no rows; skipped", file=sys.stderr)
+    if input_rows == 0:
+        raise ValidationError(f"no rows in any of the {len(files)} input file(s)")
     _start_ray()
     units = plan_units(files)
     print(
@@ -117,6 +119,11 @@ def _run_pipeline(files: list[Path], cfg: DataConfig, seed: int, out: Path) -> d
     summary = merger.result()
     if summary.problems and not drop:
         raise ValidationError(problems_message(summary.problems))
+    if summary.counts["user_id"].num_rows == 0:
+        raise ValidationError(
+            f"all {input_rows:,} input rows are bad, none is left to train on: "
+            + problems_message(summary.problems)
+        )
     held = held_out(summary.latest, summary.counts["user_id"])
     features, id_maps = _build_vocabs(summary, held, rules, out / "vocab")
     plan = AssignPlan(

@@ -380,3 +380,13 @@ def test_random_split_follows_the_fractions_and_the_seed(tmp_path: Path) -> None
     # Vocabularies count training rows only.
     vocab = pq.read_table(tmp_path / "seed0" / "prepared" / "vocab" / "item_id.parquet")
     assert sum(vocab["count"].to_pylist()) == rows["train"]
+
+
+def test_nothing_left_to_train_on_is_an_error_even_when_dropping(tmp_path: Path) -> None:
+    source = _log_dir(tmp_path, pa.table({**GOOD, "user_id": [None, None, -1]}))
+    with pytest.raises(ValidationError, match="all 3 input rows are bad"):
+        prepare(_cfg(tmp_path, source, "drop"), seed=0)
+    _log_dir(tmp_path, pa.table(GOOD).slice(0, 0))  # now the only file is empty
+    with pytest.raises(ValidationError, match="no rows in any of the 1 input file"):
+        prepare(_cfg(tmp_path, source, "drop"), seed=0)
+    assert not (tmp_path / "prepared").exists()
