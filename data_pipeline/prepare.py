@@ -97,7 +97,7 @@ def _up_to_date(out: Path, fingerprint: dict[str, Any]) -> bool:
 
 def _run_pipeline(files: list[Path], cfg: DataConfig, seed: int, out: Path) -> dict[str, Any]:
     drop = cfg.on_bad_rows == "drop"
-    rule = SplitRule(cfg.split, cfg.random_fractions, seed, cfg.sequence_length)
+    split_rule = SplitRule(cfg.split, cfg.random_fractions, seed, cfg.sequence_length)
     rules = tier_rules(cfg)
     id_columns = tuple(rules)
     input_rows, empty_files = check_files(
@@ -113,8 +113,8 @@ def _run_pipeline(files: list[Path], cfg: DataConfig, seed: int, out: Path) -> d
         f"pass 1/2: checking and counting {input_rows:,} rows ({len(files)} file(s), "
         f"{len(units)} unit(s))"
     )
-    merger = SummaryMerger(rule.keep)
-    for summary in run_tasks(scan_unit, units, id_columns, rule, label="checked"):
+    merger = SummaryMerger(split_rule.keep)
+    for summary in run_tasks(scan_unit, units, id_columns, split_rule, label="checked"):
         merger.add(summary)
     summary = merger.result()
     if summary.problems and not drop:
@@ -132,7 +132,7 @@ def _run_pipeline(files: list[Path], cfg: DataConfig, seed: int, out: Path) -> d
         held_out_row=held["row"].to_numpy(),
         held_out_split=held["split"].to_numpy(),
         id_maps=id_maps,
-        rule=rule,
+        rule=split_rule,
     )
     print(f"pass 2/2: splitting ({cfg.split.replace('_', ' ')}), remapping ids, writing")
     totals = _add_counts(run_tasks(assign_unit, units, plan, label="written"))
@@ -177,7 +177,10 @@ def tier_rules(cfg: DataConfig) -> dict[str, TierRule]:
     rules = dict.fromkeys(ID_COLUMNS, default)
     for feature in cfg.features:
         if feature.column in rules or feature.column == TIME_COLUMN:
-            raise ValidationError(f"data.features: column {feature.column!r} is listed twice")
+            raise ValidationError(
+                f"data.features: column {feature.column!r} is listed twice or is one of the "
+                f"log's own columns ({', '.join((*ID_COLUMNS, TIME_COLUMN))})"
+            )
         own = feature.tier_fractions or feature.tier_min_counts
         rules[feature.column] = (
             TierRule(feature.tier_fractions or default.fractions, feature.tier_min_counts)

@@ -390,3 +390,11 @@ def test_nothing_left_to_train_on_is_an_error_even_when_dropping(tmp_path: Path)
     with pytest.raises(ValidationError, match="no rows in any of the 1 input file"):
         prepare(_cfg(tmp_path, source, "drop"), seed=0)
     assert not (tmp_path / "prepared").exists()
+
+
+def test_a_feature_cannot_be_one_of_the_log_columns(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(
+        _cfg(tmp_path, _log_dir(tmp_path, pa.table(GOOD))), features=(FeatureConfig("item_id"),)
+    )
+    with pytest.raises(ValidationError, match="'item_id' is listed twice or is one of the log"):
+        prepare(cfg, seed=0)
