@@ -52,7 +52,7 @@ SEQUENCES = "sequences.parquet"
 def prepare(cfg: DataConfig, seed: int, force: bool = False) -> Path:
     """Prepare `cfg.source` into `cfg.prepared_dir`; re-uses an up-to-date result unless forced."""
     out = Path(cfg.prepared_dir)
-    source = describe_source(cfg, seed)
+    source = describe_source(cfg)
     fingerprint = {
         "pipeline_version": PIPELINE_VERSION,
         "source": source.fingerprint,
@@ -72,7 +72,7 @@ def prepare(cfg: DataConfig, seed: int, force: bool = False) -> Path:
     started = time.time()
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        files = materialize_source(source, cfg, seed, tmp / "input")
+        files = materialize_source(source, cfg, tmp / "input")
         stats = _run_pipeline(files, cfg, seed, tmp)
         stats.update(
             fingerprint=fingerprint,

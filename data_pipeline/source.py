@@ -43,7 +43,7 @@ class Source:
     fingerprint: dict
 
 
-def describe_source(cfg: DataConfig, seed: int) -> Source:
+def describe_source(cfg: DataConfig) -> Source:
     """Identify the source without converting anything (cheap; used to decide on re-use)."""
     if is_glob(cfg.source):
         files = _parquet_files(cfg.source)
@@ -55,14 +55,14 @@ def describe_source(cfg: DataConfig, seed: int) -> Source:
                 f"data source not found: {path} (set data.source, or data.if_missing="
                 '"synthesize" to use a generated MovieLens-shaped log)'
             )
-        spec = _synth_spec(cfg, seed)
+        spec = synth_spec(cfg)
         return Source("synthetic", str(path), True, {"synth_spec": asdict(spec)})
     fmt, file = _detect(path, cfg.format)
     files = [file] if fmt != "parquet" else _parquet_files(str(file))
     return Source(fmt, str(file), False, {str(f): sha256_file(f) for f in files})
 
 
-def materialize_source(source: Source, cfg: DataConfig, seed: int, workdir: Path) -> list[Path]:
+def materialize_source(source: Source, cfg: DataConfig, workdir: Path) -> list[Path]:
     """Return the Parquet files to prepare, converting or generating them into `workdir`."""
     if source.synthetic:
         print(
@@ -71,7 +71,7 @@ def materialize_source(source: Source, cfg: DataConfig, seed: int, workdir: Path
             "Metrics on it are not MovieLens-1M results.",
             file=sys.stderr,
         )
-        table = generate_log(_synth_spec(cfg, seed))
+        table = generate_log(synth_spec(cfg))
         return [convert_to_parquet(table, workdir / "interactions.parquet")]
     if source.format == "parquet":
         return _parquet_files(source.location)
@@ -82,8 +82,11 @@ def materialize_source(source: Source, cfg: DataConfig, seed: int, workdir: Path
     return [convert_to_parquet(table, workdir / "interactions.parquet")]
 
 
-def _synth_spec(cfg: DataConfig, seed: int) -> SynthSpec:
-    return SynthSpec(users=cfg.synth_users, items=cfg.synth_items, rows=cfg.synth_rows, seed=seed)
+def synth_spec(cfg: DataConfig) -> SynthSpec:
+    """The spec of the log generated when the source is missing (data.synth_*)."""
+    return SynthSpec(
+        users=cfg.synth_users, items=cfg.synth_items, rows=cfg.synth_rows, seed=cfg.synth_seed
+    )
 
 
 def _detect(path: Path, fmt: str) -> tuple[str, Path]:

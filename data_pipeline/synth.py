@@ -32,8 +32,22 @@ class SynthSpec:
     seed: int = 0
 
 
-def generate_log(spec: SynthSpec) -> pa.Table:
-    """Return a table with the interaction-log columns; deterministic given `spec`."""
+# Stand-in genres of generated items: the paper's Fig. 8 genres, one per latent direction.
+GENRES = ("Sci-Fi", "Romance", "Animation", "Horror")
+
+
+@dataclass(frozen=True)
+class _Latents:
+    """Draws shared by the log and its genres (one random stream, in this order)."""
+
+    rng: np.random.Generator
+    per_user: np.ndarray
+    log_pop: np.ndarray
+    user_f: np.ndarray
+    item_f: np.ndarray
+
+
+def _latents(spec: SynthSpec) -> _Latents:
     _check(spec)
     rng = np.random.default_rng(spec.seed)
     per_user = _interactions_per_user(spec, rng)
@@ -43,6 +57,28 @@ def generate_log(spec: SynthSpec) -> pa.Table:
     log_pop = log_pop[rng.permutation(spec.items)]
     user_f = rng.normal(size=(spec.users, spec.latent_dim)) / np.sqrt(spec.latent_dim)
     item_f = rng.normal(size=(spec.items, spec.latent_dim))
+    return _Latents(rng, per_user, log_pop, user_f, item_f)
+
+
+def generate_genres(spec: SynthSpec) -> pa.Table:
+    """movies.dat-like genres of the generated items: item_id, genre. Each item gets the genre
+    of its strongest latent factor among the first len(GENRES) (a stand-in with the property
+    that matters for the paper's Fig. 8: same-genre items are liked by the same users)."""
+    item_f = _latents(spec).item_f[:, : len(GENRES)]
+    genre = item_f.argmax(axis=1)
+    return pa.table(
+        {
+            "item_id": np.arange(1, spec.items + 1, dtype=np.int64),
+            "genre": pa.array(np.array(GENRES)[genre]),
+        }
+    )
+
+
+def generate_log(spec: SynthSpec) -> pa.Table:
+    """Return a table with the interaction-log columns; deterministic given `spec`."""
+    latents = _latents(spec)
+    rng, per_user, log_pop = latents.rng, latents.per_user, latents.log_pop
+    user_f, item_f = latents.user_f, latents.item_f
 
     users, items = [], []
     for start in range(0, spec.users, 512):

@@ -12,6 +12,7 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from data_pipeline.convert import ConversionError
 from data_pipeline.schema import ValidationError
@@ -64,12 +65,51 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> None:
+    from data_pipeline.item_pairs import ItemPairSpec, write_item_pairs
     from data_pipeline.powerlaw import generate
     from data_pipeline.synth import PowerLawSpec
 
-    spec = PowerLawSpec(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PowerLawSpec)})
+    spec_type = ItemPairSpec if args.item_item else PowerLawSpec
+    names = {f.name for f in dataclasses.fields(spec_type)}
+    chosen = {
+        name: value
+        for name, value in vars(args).items()
+        if name in SYNTH_OPTIONS and value is not None
+    }
+    foreign = sorted(f"--{name.replace('_', '-')}" for name in chosen if name not in names)
+    if foreign:
+        kind = "--item-item" if args.item_item else "interaction logs (no --item-item)"
+        raise ValueError(f"synth: {', '.join(foreign)}: not an option of {kind}")
+    spec = spec_type(**chosen)
+    if isinstance(spec, ItemPairSpec):
+        record = write_item_pairs(spec, Path(args.out))
+        print(
+            f"wrote {record['rows']:,} item-item pairs ({record['sparsity']:.4%} sparse) to "
+            f"{args.out}/pairs.parquet"
+        )
+        return
     record = generate(spec, Path(args.out))
     print(f"wrote {record['rows']:,} rows in {record['files']} file(s) to {args.out}")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from mgqe_dist.report.experiment import load_experiment
+    from mgqe_dist.report.grid import grid_cells, prepare_data, run_cells
+    from mgqe_dist.report.render import write_report
+    from mgqe_dist.report.results import collect
+
+    exp = load_experiment(args.experiment, quick=args.quick)
+    cells = grid_cells(exp)
+    failed = []
+    if not args.no_run:
+        prepare_data(exp, cells)
+        failed = run_cells(cells, args.jobs, args.threads)
+    out = write_report(exp, cells, collect(exp, cells, args.quick))
+    print(f"report written to {out}/README.md")
+    if failed:
+        print(f"{len(failed)} cell(s) failed: {', '.join(c.name for c in failed)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -128,6 +168,17 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--address", required=True, help="Ray dashboard, http://HOST:8265")
     submit.add_argument("--no-wait", action="store_true", help="print the job id and return")
     _add_synth(commands)
+    report = commands.add_parser(
+        "report", help="run (or resume) an experiment grid and write its report"
+    )
+    report.add_argument("experiment", help="experiment spec, e.g. experiments/paper.toml")
+    report.add_argument("--quick", action="store_true", help="the spec's small CI grid")
+    report.add_argument("--jobs", type=int, default=2, help="cells trained at once (default 2)")
+    report.add_argument("--threads", type=int, default=1, help="torch threads per cell (default 1)")
+    report.add_argument(
+        "--no-run", action="store_true", help="only render the report from finished cells"
+    )
+    report.set_defaults(run=_report)
     export = commands.add_parser(
         "export", help="write a training run's serving artifact (packed codes + weights)"
     )
@@ -148,22 +199,47 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_synth(commands: argparse._SubParsersAction) -> None:
-    """`synth OUT` with one option per PowerLawSpec field (same names, same defaults)."""
-    from data_pipeline.synth import PowerLawSpec
-
+    """`synth OUT [--item-item]` with one option per field of PowerLawSpec and ItemPairSpec
+    (same names; the defaults are those of the spec being generated)."""
     synth = commands.add_parser(
-        "synth", help="write a synthetic power-law interaction log (Parquet, for scale tests)"
+        "synth",
+        help="write a synthetic power-law interaction log (Parquet, for scale tests), or with "
+        "--item-item an item-item relevance set",
     )
     synth.add_argument("out", help="output directory (replaced atomically)")
-    for field in dataclasses.fields(PowerLawSpec):
-        default = field.default
+    synth.add_argument(
+        "--item-item",
+        action="store_true",
+        help="(query item, item, score) pairs in [-100, 100] instead of an interaction log",
+    )
+    for name, (default, item_default) in SYNTH_OPTIONS.items():
+        defaults = [
+            f"{d} ({what})"
+            for d, what in ((default, "log"), (item_default, "--item-item"))
+            if d is not None
+        ]
         synth.add_argument(
-            f"--{field.name.replace('_', '-')}",
-            type=type(default),
-            default=default,
-            help=f"default {default}",
+            f"--{name.replace('_', '-')}",
+            type=type(default if default is not None else item_default),
+            default=None,
+            help="default " + ", ".join(defaults),
         )
     synth.set_defaults(run=_synth)
+
+
+def _synth_options() -> dict[str, tuple[Any, Any]]:
+    """Option name -> (PowerLawSpec default, ItemPairSpec default), None where it has none."""
+    from data_pipeline.item_pairs import ItemPairSpec
+    from data_pipeline.synth import PowerLawSpec
+
+    defaults = [
+        {f.name: f.default for f in dataclasses.fields(t)} for t in (PowerLawSpec, ItemPairSpec)
+    ]
+    names = list(dict.fromkeys([*defaults[0], *defaults[1]]))
+    return {name: (defaults[0].get(name), defaults[1].get(name)) for name in names}
+
+
+SYNTH_OPTIONS = _synth_options()
 
 
 if __name__ == "__main__":

@@ -79,10 +79,12 @@ class DataConfig:
         if self.sequence_length and self.split != "leave_last_two_out":
             raise ConfigError('data.sequence_length needs data.split = "leave_last_two_out"')
 
-    # Size of the generated log when `if_missing = "synthesize"`.
+    # Size of the generated log when `if_missing = "synthesize"`, and its seed: the dataset
+    # stays the same whatever the job's (training) seed, as a real one would.
     synth_users: int = 6040
     synth_items: int = 3706
     synth_rows: int = 1_000_209
+    synth_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,14 @@ class TrainConfig:
     batch_size: int = 2048
     learning_rate: float = 0.001
     num_negatives: int = 4
-    # Stop after this many epochs without a better validation NDCG (0 = run every epoch). The
-    # model evaluated on test is always the best-validation one, as in NCF and SASRec.
+    # "log": implicit feedback, each positive against num_negatives sampled items (ranking,
+    # HR/NDCG; SASRec scores the next item of a sequence); "squared": regress the log's
+    # `target` column, e.g. ratings (RMSE).
+    loss: Literal["log", "squared"] = "log"
+    target: str = "rating"
+    # Stop after this many epochs without a better validation NDCG or RMSE (0 = run every
+    # epoch). The model evaluated on test is the best-validation one, as in NCF and SASRec;
+    # with no validation split (random_fractions valid share 0) it is the last epoch's.
     early_stopping_patience: int = 5
     # Progress lines per epoch (0 = only the per-epoch summary).
     progress_updates: int = 4
@@ -186,15 +194,20 @@ class JobConfig:
 def load_job(path: str | Path, overrides: list[str] | None = None) -> JobConfig:
     """Read a TOML job spec, apply `section.key=value` overrides, and validate everything."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"job spec not found: {path}")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    raw = read_toml(path, "job spec")
     for item in overrides or []:
         _apply_override(raw, item)
     return _build(JobConfig, raw, where=str(path))
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A TOML file's content; a missing file or bad TOML is a ConfigError naming `what`."""
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
 
 
 def from_dict(raw: dict[str, Any], where: str = "job") -> JobConfig:

@@ -16,10 +16,12 @@ from data_pipeline.stats import load_stats
 
 @dataclass(frozen=True)
 class Interactions:
-    """(user, item) id pairs of one split, sorted by user then item for determinism."""
+    """(user, item) id pairs of one split, sorted by user then item for determinism, with each
+    pair's target value (e.g. its rating) when one was asked for."""
 
     users: torch.Tensor
     items: torch.Tensor
+    targets: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.users)
@@ -35,6 +37,7 @@ class PreparedData:
     num_users: int
     num_items: int
     stats: dict[str, Any]
+    root: Path
 
     @property
     def num_known_items(self) -> int:
@@ -46,8 +49,11 @@ class PreparedData:
         return list(self.stats["features"][feature]["tier_boundaries"])
 
 
-def load_prepared(prepared_dir: str | Path, verify: bool = True) -> PreparedData:
-    """Load a prepared dataset; with `verify`, check every split against its stats.json checksum."""
+def load_prepared(
+    prepared_dir: str | Path, verify: bool = True, target: str | None = None
+) -> PreparedData:
+    """Load a prepared dataset; with `verify`, check every split against its stats.json
+    checksum; with `target`, also read that column of every split as float targets."""
     root = Path(prepared_dir)
     stats = load_stats(root)
     if verify:
@@ -58,23 +64,61 @@ def load_prepared(prepared_dir: str | Path, verify: bool = True) -> PreparedData
                     f"{root / name}: checksum mismatch (stats.json {expected[:12]}..., "
                     f"file {actual[:12]}...); the prepared dataset was modified, re-run prepare"
                 )
-    splits = {name: _read_split(root / f"{name}.parquet") for name in ("train", "valid", "test")}
+    splits = {
+        name: _read_split(root / f"{name}.parquet", target) for name in ("train", "valid", "test")
+    }
     return PreparedData(
         **splits,
         num_users=int(stats["features"]["user_id"]["num_ids"]),
         num_items=int(stats["features"]["item_id"]["num_ids"]),
         stats=stats,
+        root=root,
     )
 
 
-def _read_split(path: Path) -> Interactions:
-    table = pq.read_table(path, columns=["user_id", "item_id"]).sort_by(
+def _read_split(path: Path, target: str | None) -> Interactions:
+    columns = ["user_id", "item_id"]
+    if target is not None:
+        names = pq.ParquetDataset(path).schema.names
+        if target not in names:
+            raise ValueError(
+                f"{path}: no target column {target!r} (train.target); columns are {names}"
+            )
+        columns.append(target)
+    table = pq.read_table(path, columns=columns).sort_by(
         [("user_id", "ascending"), ("item_id", "ascending")]
     )
+    targets = None
+    if target is not None:
+        if table[target].null_count:
+            raise ValueError(f"{path}: {table[target].null_count} null {target!r} target(s)")
+        targets = torch.from_numpy(table[target].to_numpy().astype(np.float32))
     return Interactions(
         users=torch.from_numpy(table["user_id"].to_numpy().astype(np.int64)),
         items=torch.from_numpy(table["item_id"].to_numpy().astype(np.int64)),
+        targets=targets,
     )
+
+
+def load_histories(data: PreparedData, length: int) -> torch.Tensor:
+    """(num_users, length) tensor of each user's latest training items from sequences.parquet,
+    oldest first and left-padded with -1 (users without training items are all padding)."""
+    path = data.root / "sequences.parquet"
+    if not path.is_file():
+        raise ValueError(
+            f"{path} not found: sequence models need data.sequence_length > 0 in prepare"
+        )
+    table = pq.read_table(path)
+    histories = torch.full((data.num_users, length), -1, dtype=torch.long)
+    items = table["items"].combine_chunks()
+    offsets = items.offsets.to_numpy()
+    values = items.values.to_numpy().astype(np.int64)
+    for user, start, stop in zip(
+        table["user_id"].to_numpy(), offsets[:-1], offsets[1:], strict=True
+    ):
+        row = values[max(start, stop - length) : stop]
+        histories[user, length - len(row) :] = torch.from_numpy(row)
+    return histories
 
 
 class NegativeSampler:

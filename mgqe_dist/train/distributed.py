@@ -32,8 +32,10 @@ from mgqe_dist.torchrec.sharding import gather_full_state, shard_model, sharding
 from mgqe_dist.torchrec.table import CollectionTable, local_key_map
 from mgqe_dist.train.data import NegativeSampler, PreparedData
 from mgqe_dist.train.factory import build_from_spec, model_spec
-from mgqe_dist.train.loop import TrainResult, epoch_samples, print_epoch
-from mgqe_dist.train.run import evaluate_split, finish_run
+from mgqe_dist.train.loop import TrainResult, print_epoch
+from mgqe_dist.train.objectives import epoch_samples
+from mgqe_dist.train.run import finish_run
+from mgqe_dist.train.tasks import evaluate_pairs
 
 # Optimizers of the per-id tables, with the options that make torch's update equal fbgemm's
 # fused one (its epsilon), so sharded, replicated and unsharded tables train alike.
@@ -217,9 +219,7 @@ class ShardedRun:
         result = TrainResult(progress.history, progress.best_epoch, progress.stopped_early)
         return finish_run(self.job, self.data, self.spec, model, result, started, extra)
 
-    def _epoch(
-        self, epoch: int
-    ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def _epoch(self, epoch: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
         """Samples and global batches of `epoch`, identical on every rank and after a resume."""
         generator = torch.Generator().manual_seed(self.job.seed * 1_000_003 + epoch)
         num_negatives = self.job.train.num_negatives
@@ -239,9 +239,8 @@ class ShardedRun:
             local = {self.local_keys[key]: value for key, value in state.items()}
             model = build_from_spec(self.spec)
             model.load_state_dict(local)
-            split = (self.data.train,)
-            record = evaluate_split(model, self.data, self.data.valid, split, self.job.eval)
-            shared[0] = record.as_dict("valid_")
+            record = evaluate_pairs(model, self.data, "valid", self.job.eval)
+            shared[0] = {f"valid_{key}": value for key, value in record.items()}
         dist.broadcast_object_list(shared, src=0)
         return dict(shared[0]), local
 

@@ -26,11 +26,6 @@ TableBuilder = Callable[[str, Mapping[str, Any]], EmbeddingModule]
 
 def model_spec(model_cfg: ModelConfig, emb_cfg: EmbeddingConfig, data: PreparedData) -> dict:
     """Everything needed to rebuild the job's model: name, options and one entry per table."""
-    if model_tables(model_cfg.name) != PAIRWISE_TABLES:
-        raise ValueError(
-            f"model {model_cfg.name!r} trains on item sequences; the trainer supports "
-            f"(user, item) models only so far"
-        )
     tables = {}
     for table in model_tables(model_cfg.name):
         feature = TABLE_FEATURES[table]

@@ -1,8 +1,9 @@
-"""The local training loop: pointwise log loss with sampled negatives (NCF), Adam, progress.
+"""The local training loop: any objective (see objectives.py), Adam, progress.
 
 After every epoch the model is validated; the best-validation weights are kept and restored
 at the end (model selection on validation), and training stops early once validation has not
-improved for `early_stopping_patience` epochs.
+improved for `early_stopping_patience` epochs. Without a validation split (select_by None)
+the last epoch's weights are kept.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import nn
 from mgqe_dist.config import TrainConfig
 from mgqe_dist.embeddings import EmbeddingModule
 from mgqe_dist.size import embedding_modules
-from mgqe_dist.train.data import Interactions, NegativeSampler
+from mgqe_dist.train.objectives import Objective, Samples
 
 
 @dataclass(frozen=True)
@@ -32,50 +33,52 @@ class TrainResult:
 
 def train_epochs(
     model: nn.Module,
-    train: Interactions,
-    num_items: int,
+    objective: Objective,
     cfg: TrainConfig,
     seed: int,
     validate: Callable[[], dict[str, float]],
-    select_by: str,
+    select_by: str | None,
+    maximize: bool = True,
 ) -> TrainResult:
-    """Train, validate each epoch, keep the weights with the highest `validate()[select_by]`.
-
-    Negatives are drawn from items [0, num_items) afresh every epoch, num_negatives per positive.
-    """
+    """Train, validate each epoch, keep the weights with the best `validate()[select_by]`
+    (highest if `maximize`, else lowest); select_by None keeps the last epoch's weights."""
     generator = torch.Generator().manual_seed(seed)
-    sampler = NegativeSampler(train, num_items)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     tables = embedding_modules(model)
     history: list[dict[str, Any]] = []
+    sign = 1.0 if maximize else -1.0
     best_score, best_epoch, best_state = -float("inf"), 0, _snapshot(model)
     for epoch in range(1, cfg.epochs + 1):
         started = time.time()
-        users, items, labels = epoch_samples(train, sampler, cfg.num_negatives, generator)
-        batches = torch.randperm(len(users), generator=generator).split(cfg.batch_size)
+        samples = objective.epoch_samples(generator)
+        batches = torch.randperm(len(samples[0]), generator=generator).split(cfg.batch_size)
         model.train()
-        losses = _run_epoch(model, optimizer, tables, (users, items, labels), batches, cfg, epoch)
+        losses = _run_epoch(model, optimizer, objective, tables, samples, batches, cfg, epoch)
         model.eval()
         record: dict[str, Any] = {"epoch": epoch, **losses, **validate()}
         record["seconds"] = round(time.time() - started, 2)
         history.append(record)
-        if record[select_by] > best_score:
-            best_score, best_epoch, best_state = record[select_by], epoch, _snapshot(model)
-        print_epoch(record, cfg.epochs, best=best_epoch == epoch)
-        if cfg.early_stopping_patience and epoch - best_epoch >= cfg.early_stopping_patience:
+        score = sign * record[select_by] if select_by else float(epoch)
+        if score > best_score:
+            best_score, best_epoch = score, epoch
+            best_state = _snapshot(model) if select_by else best_state
+        print_epoch(record, cfg.epochs, best=best_epoch == epoch and select_by is not None)
+        patience = cfg.early_stopping_patience if select_by else 0
+        if patience and epoch - best_epoch >= patience:
             print(
-                f"no better {select_by} for {cfg.early_stopping_patience} epochs: stopping; "
+                f"no better {select_by} for {patience} epochs: stopping; "
                 f"restoring epoch {best_epoch}",
                 flush=True,
             )
             break
-    model.load_state_dict(best_state)
+    if select_by:
+        model.load_state_dict(best_state)
     return TrainResult(history, best_epoch, stopped_early=len(history) < cfg.epochs)
 
 
 def print_epoch(record: dict[str, Any], epochs: int, best: bool) -> None:
     """The per-epoch summary line: losses, validation metrics, time, and whether it is the best."""
-    metrics = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("valid_"))
+    metrics = " ".join(f"{k} {v:.4g}" for k, v in record.items() if k.startswith("valid_"))
     print(
         f"epoch {record['epoch']}/{epochs} loss {record['loss']:.4f} "
         f"aux {record['aux_loss']:.5f} {metrics} ({record['seconds']} s){' *best' if best else ''}",
@@ -86,8 +89,9 @@ def print_epoch(record: dict[str, Any], epochs: int, best: bool) -> None:
 def _run_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
+    objective: Objective,
     tables: list[EmbeddingModule],
-    samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    samples: Samples,
     batches: tuple[torch.Tensor, ...],
     cfg: TrainConfig,
     epoch: int,
@@ -96,14 +100,12 @@ def _run_epoch(
 
     Samples stay on the CPU (negative sampling happens there); each batch moves to the model.
     """
-    users, items, labels = samples
     device = next(model.parameters()).device
     report_every = max(1, len(batches) // cfg.progress_updates) if cfg.progress_updates else 0
     started = time.time()
     task_sum = aux_sum = 0.0
     for step, batch in enumerate(batches, start=1):
-        logits = model(users[batch].to(device), items[batch].to(device))
-        task = nn.functional.binary_cross_entropy_with_logits(logits, labels[batch].to(device))
+        task = objective.loss(model, tuple(t[batch].to(device) for t in samples))
         aux = sum((t.extra_loss() for t in tables), torch.zeros(()))
         optimizer.zero_grad(set_to_none=True)
         (task + aux).backward()
@@ -122,14 +124,3 @@ def _run_epoch(
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: value.detach().clone() for name, value in model.state_dict().items()}
-
-
-def epoch_samples(
-    train: Interactions, sampler: NegativeSampler, num_negatives: int, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Users, items and 1/0 labels of every positive plus num_negatives fresh negatives each."""
-    neg_users = train.users.repeat(num_negatives)
-    users = torch.cat([train.users, neg_users])
-    items = torch.cat([train.items, sampler.sample(neg_users, generator)])
-    labels = torch.cat([torch.ones(len(train)), torch.zeros(len(neg_users))])
-    return users, items, labels

@@ -26,8 +26,10 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from mgqe_dist.config import JobConfig, from_dict, to_dict
+from mgqe_dist.models import model_tables
 from mgqe_dist.submit import RAY_ENV_VARS
 from mgqe_dist.train.data import load_prepared
+from mgqe_dist.train.factory import PAIRWISE_TABLES
 from mgqe_dist.train.run import load_job_data
 
 RUN_NAME = "train"
@@ -42,6 +44,11 @@ def storage_dir(job: JobConfig) -> Path:
 def train_distributed(job: JobConfig, resume: bool = False) -> dict[str, Any]:
     """Train with job.trainer.num_workers Ray Train workers; returns the run's metrics."""
     started = time.time()
+    if model_tables(job.model.name) != PAIRWISE_TABLES or job.train.loss != "log":
+        raise ValueError(
+            f"trainer.num_workers >= 1 trains (user, item) models with log loss; "
+            f"{job.model.name!r} with {job.train.loss} loss trains locally (num_workers = 0)"
+        )
     job = _absolute_paths(job)
     storage = storage_dir(job)
     has_checkpoints = (storage / RUN_NAME / SNAPSHOT).exists()

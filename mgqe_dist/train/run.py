@@ -14,14 +14,14 @@ from typing import Any
 import torch
 
 from data_pipeline.files import atomic_path, write_json_atomic
-from mgqe_dist.config import EvalConfig, JobConfig, to_dict
-from mgqe_dist.evaluate.ranking import RankingResult, evaluate_ranking
+from mgqe_dist.config import JobConfig, to_dict
 from mgqe_dist.models import Recommender
 from mgqe_dist.run_record import versions
 from mgqe_dist.size import embedding_modules, full_embedding_model_bits, model_serving_bits
-from mgqe_dist.train.data import Interactions, PreparedData, load_prepared
+from mgqe_dist.train.data import PreparedData
 from mgqe_dist.train.factory import build_from_spec, model_spec
 from mgqe_dist.train.loop import TrainResult, train_epochs
+from mgqe_dist.train.tasks import SPLITS, build_task, load_task_data
 
 
 def train_job(job: JobConfig, resume: bool = False) -> dict[str, Any]:
@@ -52,24 +52,22 @@ def train_job(job: JobConfig, resume: bool = False) -> dict[str, Any]:
         flush=True,
     )
 
+    task = build_task(job, data)
+
     def validate() -> dict[str, float]:
-        return evaluate_split(model, data, data.valid, (data.train,), job.eval).as_dict("valid_")
+        if task.select_by is None:
+            return {}
+        return {f"valid_{k}": v for k, v in task.evaluate(model, "valid").items()}
 
     result = train_epochs(
-        model,
-        data.train,
-        data.num_known_items,
-        job.train,
-        job.seed,
-        validate,
-        select_by=f"valid_ndcg@{job.eval.k}",
+        model, task.objective, job.train, job.seed, validate, task.select_by, task.maximize
     )
     return finish_run(job, data, spec, model, result, started, {"device": str(device)})
 
 
 def load_job_data(job: JobConfig) -> PreparedData:
     """The job's verified prepared data, saying loudly when it was generated."""
-    data = load_prepared(job.data.prepared_dir)
+    data = load_task_data(job)
     if data.stats["origin"]["synthetic"]:
         print(
             "NOTE: this dataset was GENERATED (MovieLens-1M was not found); metrics are not "
@@ -93,14 +91,14 @@ def finish_run(
     train_seconds = time.time() - started
     for table in embedding_modules(model):
         table.finalize()  # post-training steps, e.g. SQ quantization, before final evaluation
-    valid = evaluate_split(model, data, data.valid, (data.train,), job.eval)
-    test = evaluate_split(model, data, data.test, (data.train, data.valid), job.eval)
+    task = build_task(job, data)
+    model.eval()
+    valid, test = (task.evaluate(model, split) for split in SPLITS)
     size_bits = model_serving_bits(model)
     full_bits = full_embedding_model_bits(model)
     metrics = {
-        **test.as_dict(),
-        **valid.as_dict("valid_"),
-        "evaluated_users": test.users,
+        **test,
+        **{f"valid_{key}": value for key, value in valid.items()},
         "model_size_bits": size_bits,
         "full_model_size_bits": full_bits,
         "size_pct_of_full": 100.0 * size_bits / full_bits,
@@ -128,41 +126,14 @@ def finish_run(
         torch.save({name: value.cpu() for name, value in model.state_dict().items()}, tmp)
     write_json_atomic(spec, out / "model.json")
     write_json_atomic(metrics, out / "metrics.json")
-    k = job.eval.k
     print(
-        f"test hr@{k} {test.hr:.4f} ndcg@{k} {test.ndcg:.4f} | valid hr@{k} {valid.hr:.4f} | "
-        f"size {metrics['size_pct_of_full']:.1f}% of full | {metrics['wall_seconds']} s | "
+        "test "
+        + " ".join(f"{key} {value:.4g}" for key, value in test.items())
+        + f" | size {metrics['size_pct_of_full']:.1f}% of full | {metrics['wall_seconds']} s | "
         f"{out / 'metrics.json'}",
         flush=True,
     )
     return metrics
-
-
-def evaluate_split(
-    model: Recommender,
-    data: PreparedData,
-    split: Interactions,
-    masked: tuple[Interactions, ...],
-    cfg: EvalConfig,
-) -> RankingResult:
-    """Full ranking of `split`'s items against every known item, masking `masked` splits."""
-    model.eval()  # the training loop sets train mode again at the start of each epoch
-    device = next(model.parameters()).device
-    candidates = torch.arange(data.num_known_items, device=device)
-
-    def scores(users: torch.Tensor) -> torch.Tensor:
-        return model.score_all_items(users.to(device), candidates).cpu()
-
-    result = evaluate_ranking(
-        scores,
-        split.users,
-        split.items,
-        seen=(torch.cat([m.users for m in masked]), torch.cat([m.items for m in masked])),
-        num_candidates=data.num_known_items,
-        k=cfg.k,
-        user_batch_size=cfg.user_batch_size,
-    )
-    return result
 
 
 def _device(name: str) -> torch.device:

@@ -5,8 +5,10 @@ from mgqe_dist.embeddings import build_embedding
 from mgqe_dist.models import build_model
 from mgqe_dist.train.data import Interactions
 from mgqe_dist.train.loop import train_epochs
+from mgqe_dist.train.objectives import SampledLogLoss
 
 TRAIN = Interactions(users=torch.arange(20) % 5, items=torch.arange(20) % 8)
+LOSS = SampledLogLoss(TRAIN, 8, num_negatives=4)
 
 
 def _model() -> torch.nn.Module:
@@ -26,7 +28,7 @@ def test_stops_after_patience_and_restores_best_weights() -> None:
         return {"valid_ndcg@10": next(scores)}
 
     cfg = TrainConfig(epochs=6, batch_size=8, early_stopping_patience=3, progress_updates=0)
-    result = train_epochs(model, TRAIN, 8, cfg, 0, validate, select_by="valid_ndcg@10")
+    result = train_epochs(model, LOSS, cfg, 0, validate, select_by="valid_ndcg@10")
     assert [r["epoch"] for r in result.history] == [1, 2, 3, 4, 5]
     assert result.best_epoch == 2 and result.stopped_early
     torch.testing.assert_close(model.predict.weight, weights_at[2])
@@ -37,14 +39,14 @@ def test_patience_zero_runs_every_epoch() -> None:
     model = _model()
     cfg = TrainConfig(epochs=4, batch_size=8, early_stopping_patience=0, progress_updates=0)
     scores = iter([0.5, 0.1, 0.1, 0.1])
-    result = train_epochs(model, TRAIN, 8, cfg, 0, lambda: {"v": next(scores)}, select_by="v")
+    result = train_epochs(model, LOSS, cfg, 0, lambda: {"v": next(scores)}, select_by="v")
     assert len(result.history) == 4 and result.best_epoch == 1 and not result.stopped_early
 
 
 def test_same_seed_same_losses() -> None:
     cfg = TrainConfig(epochs=2, batch_size=8, progress_updates=0)
     runs = [
-        train_epochs(_model(), TRAIN, 8, cfg, 7, lambda: {"v": 0.0}, select_by="v").history
+        train_epochs(_model(), LOSS, cfg, 7, lambda: {"v": 0.0}, select_by="v").history
         for _ in range(2)
     ]
     assert [r["loss"] for r in runs[0]] == [r["loss"] for r in runs[1]]

@@ -1,0 +1,82 @@
+"""Collects the finished cells of a grid into results.json and summarises them per cell:
+mean and sample standard deviation over seeds of every metric."""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from mgqe_dist.report.experiment import Experiment
+from mgqe_dist.report.grid import Cell
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A metric of one (study, variant) over its finished seeds."""
+
+    mean: float
+    std: float
+    n: int
+
+    def text(self, digits: int = 4) -> str:
+        """ "0.2373 ± 0.0012 (3)"-style text; "—" where no seed finished."""
+        if not self.n:
+            return "—"
+        spread = f" ± {self.std:.{digits}f}" if self.n > 1 else ""
+        return f"{self.mean:.{digits}f}{spread}"
+
+
+def collect(exp: Experiment, cells: list[Cell], quick: bool) -> dict[str, Any]:
+    """results.json: every finished run's metrics (config and loss history included), which
+    cells are missing, and the compute used."""
+    runs, missing = [], []
+    for cell in cells:
+        metrics = cell.finished()
+        if metrics is None:
+            missing.append(cell.name)
+            continue
+        runs.append({"study": cell.study, "variant": cell.variant, "seed": cell.seed, **metrics})
+    seconds = sum(r["wall_seconds"] for r in runs)
+    return {
+        "experiment": exp.name,
+        "quick": quick,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seeds": list(exp.seeds),
+        "studies": {
+            s.id: {"title": s.title, "job": s.job, "set": list(s.set)} for s in exp.studies
+        },
+        "cells": len(cells),
+        "missing": missing,
+        "compute": {
+            "runs": len(runs),
+            "run_seconds_total": round(seconds, 1),
+            "run_hours_total": round(seconds / 3600, 2),
+            "devices": sorted({str(r.get("device")) for r in runs}),
+            "cpu_count": os.cpu_count(),
+        },
+        "runs": runs,
+    }
+
+
+def summarize(results: dict[str, Any], study: str, variant: str, metric: str) -> Summary:
+    """Mean and sample std of `metric` over the finished seeds of one cell."""
+    values = [
+        float(r[metric])
+        for r in results["runs"]
+        if r["study"] == study and r["variant"] == variant and metric in r
+    ]
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return Summary(math.nan, math.nan, 0)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return Summary(statistics.fmean(values), std, len(values))
+
+
+def runs_of(results: dict[str, Any], study: str, variant: str) -> list[dict[str, Any]]:
+    """Finished runs of one cell, by seed."""
+    found = [r for r in results["runs"] if r["study"] == study and r["variant"] == variant]
+    return sorted(found, key=lambda r: r["seed"])

@@ -1,0 +1,125 @@
+"""`mgqe-dist report` end to end on a tiny grid: real training runs in child processes,
+tables with mean ± std over seeds, figures, results.json, and resuming without re-running."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mgqe_dist.cli import main
+from mgqe_dist.config import ConfigError
+from mgqe_dist.report.experiment import load_experiment
+from mgqe_dist.report.figures import code_similarity
+from tests.mgqe_dist.train.test_tasks import REGRESSION
+
+EXPERIMENT = """
+name = "tiny"
+seeds = [0, 1]
+runs_dir = "{root}/runs"
+reports_dir = "{root}/reports"
+
+[variants]
+FE = []
+SQ = ['embedding.kind="sq"']
+MGQE = ['embedding.kind="mgqe"']
+"FE d=8" = ["embedding.dim=8"]
+
+[[studies]]
+id = "ratings"
+title = "GMF ratings"
+job = "{root}/job.toml"
+metrics = ["rmse"]
+lower_is_better = true
+set = ["train.epochs=2"]
+
+[[tables]]
+id = "5"
+title = "ratings RMSE"
+rows = ["{rows}"]
+columns = [{{study = "ratings", metric = "rmse"}}]
+
+[size_figure]
+studies = ["ratings"]
+seeds = [0]
+series = [{{label = "FE (d)", variants = ["FE d=8", "FE"]}}]
+
+[loss_figure]
+study = "ratings"
+variants = ["FE", "MGQE"]
+
+[code_figure]
+study = "ratings"
+variants = ["SQ", "MGQE"]
+genres = ["Sci-Fi", "Romance", "Animation", "Horror"]
+"""
+
+
+def _write(root: Path, rows: str = '", "'.join(["FE", "SQ", "MGQE"])) -> Path:
+    (root / "job.toml").write_text(REGRESSION.format(root=root))
+    spec = root / "experiment.toml"
+    spec.write_text(EXPERIMENT.format(root=root, rows=rows))
+    return spec
+
+
+def test_report_runs_grid_then_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    spec = _write(tmp_path)
+    assert main(["report", str(spec)]) == 0
+    out = tmp_path / "reports" / "tiny"
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["runs"]) == 7 and not results["missing"]  # 3 x 2 seeds + FE d=8
+    report = (out / "README.md").read_text()
+    fe = [r["rmse"] for r in results["runs"] if r["variant"] == "FE"]
+    assert f"| FE | {np.mean(fe):.4f} ± {np.std(fe, ddof=1):.4f} |" in report
+    assert "GENERATED DATA" in report and "GENERATED stand-in genres" in report
+    for figure in ("fig6_size_ratings.png", "fig7_loss.png", "fig8_codes.png"):
+        assert (out / figure).stat().st_size > 1000
+    capsys.readouterr()
+    assert main(["report", str(spec)]) == 0
+    assert "7 finished, 0 to run" in capsys.readouterr().out
+
+
+def test_changed_variant_reruns_only_its_cells(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    spec = _write(tmp_path, rows="FE")
+    assert main(["report", str(spec)]) == 0
+    spec.write_text(spec.read_text().replace("FE = []", 'FE = ["train.learning_rate=0.01"]'))
+    capsys.readouterr()
+    assert main(["report", str(spec)]) == 0
+    # FE x 2 seeds again; FE d=8 (figure 6), SQ and MGQE (figures 7, 8) are kept.
+    assert "5 finished, 2 to run" in capsys.readouterr().out
+
+
+def test_unknown_variant_fails_before_training(tmp_path: Path) -> None:
+    spec = _write(tmp_path, rows="FE")
+    spec.write_text(spec.read_text().replace('rows = ["FE"]', 'rows = ["FE", "PQ"]'))
+    with pytest.raises(ConfigError, match="names unknown variant 'PQ'"):
+        load_experiment(spec)
+
+
+def test_bad_override_fails_before_training(tmp_path: Path) -> None:
+    spec = _write(tmp_path, rows="FE")
+    spec.write_text(spec.read_text().replace("train.epochs=2", "train.epoch=2"))
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_experiment(spec)
+
+
+def test_code_similarity_counts_agreeing_positions() -> None:
+    codes = torch.tensor([[1, 2], [1, 2], [1, 3], [4, 5]])
+    genre_of = np.array([0, 0, 1, 1])
+    matrix = code_similarity(codes, genre_of, ("a", "b"))
+    # genre a: items 0, 1 agree on both positions; b: items 2, 3 on none.
+    assert matrix[0, 0] == 1.0 and matrix[1, 1] == 0.0
+    # a vs b: item 0/1 vs item 2 agree on 1 of 2 positions, vs item 3 on none.
+    assert matrix[0, 1] == pytest.approx(0.25) == matrix[1, 0]
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_committed_experiment_spec_is_valid(quick: bool) -> None:
+    exp = load_experiment("experiments/paper.toml", quick=quick)
+    assert len(exp.tables) == 4 and {t.id for t in exp.tables} == {"3", "4", "5", "6"}
+    kinds = {"FE", "LRF", "SQ", "DPQ", "MGQE", "MGQE (unshared)", "MGQE (var D)", "TorchRec int8"}
+    assert kinds <= set(exp.table_variants)
+    assert len(exp.seeds) == (1 if quick else 3)
