@@ -19,7 +19,17 @@ from mgqe_dist.config import load_job
 # How long to wait for a freshly started cluster's job agent.
 AGENT_WAIT_SECONDS = 120
 # Never uploaded with the working directory.
-EXCLUDES = [".venv", ".git", "runs", "prepared", "data", "artifacts", "feature_repo", "reports", "*.pyc"]
+EXCLUDES = [
+    ".venv",
+    ".git",
+    "runs",
+    "prepared",
+    "data",
+    "artifacts",
+    "feature_repo",
+    "reports",
+    "*.pyc",
+]
 # Environment of every Ray process of a training job. Ray Train's print patch sends a worker's
 # print both to stdout and to its logger, so every progress line reached the driver twice.
 RAY_ENV_VARS = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
