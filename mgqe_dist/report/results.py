@@ -23,7 +23,8 @@ class Summary:
     n: int
 
     def text(self, digits: int = 4) -> str:
-        """ "0.2373 ± 0.0012 (3)"-style text; "—" where no seed finished."""
+        """Mean ± std as text, e.g. 0.2373 ± 0.0012 (the mean alone for one seed, "—" for
+        none)."""
         if not self.n:
             return "—"
         spread = f" ± {self.std:.{digits}f}" if self.n > 1 else ""
