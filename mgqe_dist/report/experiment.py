@@ -8,6 +8,7 @@ validated when the spec is read, so a typo fails before any training starts.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,8 +193,8 @@ def job_for(exp: Experiment, study: Study, variant: str, seed: int) -> JobConfig
     overrides = [*study.set, *exp.variants[variant], f"seed={seed}", f'output_dir="{cell_dir}"']
     job = load_job(study.job, overrides)
     if job.data.split == "random":
-        prepared = f'data.prepared_dir="{job.data.prepared_dir}-seed{seed}"'
-        job = load_job(study.job, [*overrides, prepared])
+        data = dataclasses.replace(job.data, prepared_dir=f"{job.data.prepared_dir}-seed{seed}")
+        job = dataclasses.replace(job, data=data)
     return job
 
 

@@ -6,7 +6,6 @@ from the generated stand-in log's own genres (`synth.generate_genres`), and the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import torch
 from data_pipeline.source import synth_spec
 from data_pipeline.synth import generate_genres
 from mgqe_dist.config import JobConfig
-from mgqe_dist.train.factory import build_from_spec
+from mgqe_dist.serve.artifact import load_run
 
 
 def genre_index(job: JobConfig, genres: tuple[str, ...]) -> tuple[np.ndarray, str]:
@@ -58,9 +57,7 @@ def _read_movies(path: Path, genres: tuple[str, ...]) -> tuple[np.ndarray, np.nd
 def item_codes(run_dir: str | Path) -> torch.Tensor:
     """Codes of every item row of a finished run's item table: (items, positions)."""
     run = Path(run_dir)
-    spec = json.loads((run / "model.json").read_text())
-    model = build_from_spec(spec)
-    model.load_state_dict(torch.load(run / "model.pt", weights_only=True))
+    spec, _, model = load_run(run)
     table = spec["tables"]["items"]
     codes = getattr(model.items, "codes", None)
     if codes is None:

@@ -47,7 +47,7 @@ class ArtifactError(ValueError):
 def export_artifact(run_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
     """Export a finished training run to a serving artifact; returns the manifest."""
     run_dir = Path(run_dir)
-    spec, metrics, model = _load_run(run_dir)
+    spec, metrics, model = load_run(run_dir)
     source = {
         "run_dir": str(run_dir.resolve()),
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float | str)},
@@ -118,8 +118,9 @@ def export_model(
     return manifest
 
 
-def _load_run(run_dir: Path) -> tuple[dict, dict, Recommender]:
-    """The run's model spec, metrics and trained model (weights-only load)."""
+def load_run(run_dir: Path) -> tuple[dict, dict, Recommender]:
+    """A finished run's model spec, metrics and trained model in eval mode (weights-only
+    load); used by export and by the report's code figure."""
     for name in ("model.json", "model.pt", "metrics.json"):
         if not (run_dir / name).is_file():
             raise ArtifactError(

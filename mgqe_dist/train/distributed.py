@@ -217,7 +217,9 @@ class ShardedRun:
         model.load_state_dict(self.best_state)
         progress = self.progress
         result = TrainResult(progress.history, progress.best_epoch, progress.stopped_early)
-        return finish_run(self.job, self.data, self.spec, model, result, started, extra)
+        return finish_run(
+            self.job, self.data, self.spec, model, self._evaluate, result, started, extra
+        )
 
     def _epoch(self, epoch: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
         """Samples and global batches of `epoch`, identical on every rank and after a resume."""
@@ -239,10 +241,13 @@ class ShardedRun:
             local = {self.local_keys[key]: value for key, value in state.items()}
             model = build_from_spec(self.spec)
             model.load_state_dict(local)
-            record = evaluate_pairs(model, self.data, "valid", self.job.eval)
+            record = self._evaluate(model, "valid")
             shared[0] = {f"valid_{key}": value for key, value in record.items()}
         dist.broadcast_object_list(shared, src=0)
         return dict(shared[0]), local
+
+    def _evaluate(self, model: Recommender, split: str) -> dict[str, float]:
+        return evaluate_pairs(model, self.data, split, self.job.eval)
 
     @property
     def _select_by(self) -> str:

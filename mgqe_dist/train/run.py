@@ -21,7 +21,7 @@ from mgqe_dist.size import embedding_modules, full_embedding_model_bits, model_s
 from mgqe_dist.train.data import PreparedData
 from mgqe_dist.train.factory import build_from_spec, model_spec
 from mgqe_dist.train.loop import TrainResult, train_epochs
-from mgqe_dist.train.tasks import SPLITS, build_task, load_task_data
+from mgqe_dist.train.tasks import SPLITS, Evaluate, build_task, load_task_data
 
 
 def train_job(job: JobConfig, resume: bool = False) -> dict[str, Any]:
@@ -62,7 +62,8 @@ def train_job(job: JobConfig, resume: bool = False) -> dict[str, Any]:
     result = train_epochs(
         model, task.objective, job.train, job.seed, validate, task.select_by, task.maximize
     )
-    return finish_run(job, data, spec, model, result, started, {"device": str(device)})
+    extra = {"device": str(device)}
+    return finish_run(job, data, spec, model, task.evaluate, result, started, extra)
 
 
 def load_job_data(job: JobConfig) -> PreparedData:
@@ -82,6 +83,7 @@ def finish_run(
     data: PreparedData,
     spec: dict[str, Any],
     model: Recommender,
+    evaluate: Evaluate,
     result: TrainResult,
     started: float,
     extra: dict[str, Any],
@@ -91,9 +93,7 @@ def finish_run(
     train_seconds = time.time() - started
     for table in embedding_modules(model):
         table.finalize()  # post-training steps, e.g. SQ quantization, before final evaluation
-    task = build_task(job, data)
-    model.eval()
-    valid, test = (task.evaluate(model, split) for split in SPLITS)
+    valid, test = (evaluate(model, split) for split in SPLITS)
     size_bits = model_serving_bits(model)
     full_bits = full_embedding_model_bits(model)
     metrics = {

@@ -66,6 +66,7 @@ def evaluate_pairs(
     model: Recommender, data: PreparedData, split: str, cfg: EvalConfig
 ) -> dict[str, float]:
     """Full ranking of the split's items for its users, masking the splits before it."""
+    model.eval()  # the training loop sets train mode again at the start of each epoch
     device = next(model.parameters()).device
     candidates = torch.arange(data.num_known_items, device=device)
 
@@ -132,6 +133,7 @@ def _next_item(job: JobConfig, data: PreparedData) -> Task:
     objective = NextItemLogLoss(train_histories, data.train, data.num_known_items)
 
     def evaluate(model: Recommender, split: str) -> dict[str, float]:
+        model.eval()  # no dropout while ranking
         device = next(model.parameters()).device
         candidates = torch.arange(data.num_known_items, device=device)
 
