@@ -85,7 +85,11 @@ def materialize_source(source: Source, cfg: DataConfig, workdir: Path) -> list[P
 def synth_spec(cfg: DataConfig) -> SynthSpec:
     """The spec of the log generated when the source is missing (data.synth_*)."""
     return SynthSpec(
-        users=cfg.synth_users, items=cfg.synth_items, rows=cfg.synth_rows, seed=cfg.synth_seed
+        users=cfg.synth_users,
+        items=cfg.synth_items,
+        rows=cfg.synth_rows,
+        seed=cfg.synth_seed,
+        sequential=cfg.synth_sequential,
     )
 
 

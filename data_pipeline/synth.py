@@ -4,7 +4,8 @@ the spec of the large power-law logs that `powerlaw` writes.
 Items follow a Zipf popularity law; users and items also carry latent factors, and each user
 picks items by popularity times affinity, so collaborative filtering has structure to learn
 (a popularity-only model is beaten by a personalised one). Pairs are unique per user, as in
-MovieLens; every user has at least `min_per_user` interactions.
+MovieLens; every user has at least `min_per_user` interactions. Timestamps are random unless
+`sequential`, which orders each user's items so that sequence models have a signal to learn.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class SynthSpec:
     affinity: float = 1.5
     min_per_user: int = 20
     seed: int = 0
+    # Order each user's timestamps along a drift of taste (see _drift_order); the interactions
+    # and ratings stay those of the unordered log.
+    sequential: bool = False
 
 
 # Stand-in genres of generated items: the paper's Fig. 8 genres, one per latent direction.
@@ -95,6 +99,8 @@ def generate_log(spec: SynthSpec) -> pa.Table:
     affinity = np.einsum("ij,ij->i", user_f[user_col], item_f[item_col])
     rating = np.clip(np.round(3.6 + 1.2 * affinity + rng.normal(0, 0.5, len(user_col))), 1, 5)
     timestamp = ML1M_START + rng.integers(0, ML1M_SPAN, len(user_col))
+    if spec.sequential:
+        timestamp = _drift_order(timestamp, user_col, item_f[item_col], rng)
     # MovieLens ids start at 1.
     return pa.table(
         {
@@ -104,6 +110,21 @@ def generate_log(spec: SynthSpec) -> pa.Table:
             "rating": rating.astype(np.float64),
         }
     )
+
+
+def _drift_order(
+    timestamp: np.ndarray, user_col: np.ndarray, item_vecs: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Reassign each user's timestamps so that the user meets items in order of their projection
+    on a random per-user direction of latent space: consecutive items are alike and the next one
+    follows the trend of the last few, as in real watch histories (random times carry none)."""
+    direction = rng.normal(size=(int(user_col.max()) + 1, item_vecs.shape[1]))
+    drift = np.einsum("ij,ij->i", item_vecs, direction[user_col])
+    by_drift = np.lexsort((drift, user_col))
+    by_time = np.lexsort((timestamp, user_col))
+    ordered = np.empty_like(timestamp)
+    ordered[by_drift] = timestamp[by_time]  # both group rows by user, in the same user order
+    return ordered
 
 
 def _interactions_per_user(spec: SynthSpec, rng: np.random.Generator) -> np.ndarray:

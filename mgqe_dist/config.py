@@ -85,6 +85,9 @@ class DataConfig:
     synth_items: int = 3706
     synth_rows: int = 1_000_209
     synth_seed: int = 0
+    # Order the generated log's timestamps so that each user's sequence carries a trend (a
+    # sequential signal, as real histories have); without it times are random.
+    synth_sequential: bool = False
 
 
 @dataclass(frozen=True)

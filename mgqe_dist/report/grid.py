@@ -1,8 +1,9 @@
 """Runs an experiment's grid: prepares each dataset once, then trains every cell that has no
 finished result yet, a few at a time in child processes, with progress and an ETA.
 
-A cell is finished when its metrics.json exists and records exactly the cell's job config;
-a cell whose config changed since is run again. Each child's output goes to the cell's
+A cell is finished when its metrics.json exists and records the cell's job config (read with
+today's defaults, so a config key added since, at its default, does not re-run the grid); a
+cell whose config changed since is run again. Each child's output goes to the cell's
 train.log, so a failure can be read there; a failed cell is reported and the rest go on.
 """
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mgqe_dist.config import JobConfig, to_dict
+from mgqe_dist.config import ConfigError, JobConfig, from_dict, to_dict
 from mgqe_dist.report.experiment import Experiment, job_for
 
 
@@ -46,8 +47,11 @@ class Cell:
             metrics: dict[str, Any] = json.loads(self.metrics_path.read_text())
         except (OSError, ValueError):
             return None
-        expected = json.loads(json.dumps(to_dict(self.job)))  # tuples read back as lists
-        return metrics if metrics.get("config") == expected else None
+        try:
+            recorded = from_dict(metrics["config"], where=str(self.metrics_path))
+        except (KeyError, TypeError, ConfigError):
+            return None
+        return metrics if recorded == self.job else None
 
 
 def grid_cells(exp: Experiment) -> list[Cell]:

@@ -44,6 +44,18 @@ def _preamble(exp: Experiment, cells: list[Cell], results: dict[str, Any]) -> li
             f"results. Studies affected: {', '.join(sorted(origins))}.",
             "",
         ]
+        ordered = sorted(
+            {r["study"] for r in results["runs"] if r["config"]["data"].get("synth_sequential")}
+            & set(origins)
+        )
+        if ordered:
+            lines += [
+                f"In {', '.join(ordered)}, each user's generated items are time-ordered along a "
+                "random drift of taste (`data.synth_sequential`), so that the sequence carries "
+                "a signal, as real watch histories do; with random times a sequence model can "
+                "learn popularity only.",
+                "",
+            ]
     if results["quick"]:
         lines += ["> **QUICK GRID** (CI smoke run): tiny data, one epoch. Not results.", ""]
     done, total = results["compute"]["runs"], results["cells"]

@@ -200,3 +200,12 @@ def test_unshared_tiers_search_only_their_own_codebook() -> None:
     book = table.codebooks[1]
     expected = torch.stack([book[torch.arange(4), c].reshape(-1) for c in table.codes(ids)])
     torch.testing.assert_close(table(ids), expected)
+
+
+def test_search_over_several_chunks_equals_dense_search() -> None:
+    torch.manual_seed(2)
+    e = torch.randn(600, 16, 2)  # CPU chunks hold 256 rows here: two full and one partial
+    book = torch.randn(16, 64, 2)
+    dense = (e[:, :, None, :] - book[None]).pow(2).sum(-1).argmin(-1)
+    assert torch.equal(_nearest(e, book), dense)
+    assert _nearest(e[:0], book).shape == (0, 16)

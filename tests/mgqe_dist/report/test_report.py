@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from mgqe_dist.cli import main
-from mgqe_dist.config import ConfigError
+from mgqe_dist.config import ConfigError, JobConfig, to_dict
 from mgqe_dist.report.experiment import load_experiment
 from mgqe_dist.report.figures import code_similarity
+from mgqe_dist.report.grid import Cell
 from tests.mgqe_dist.train.test_tasks import REGRESSION
 
 EXPERIMENT = """
@@ -90,6 +91,23 @@ def test_changed_variant_reruns_only_its_cells(
     assert main(["report", str(spec)]) == 0
     # FE x 2 seeds again; FE d=8 (figure 6), SQ and MGQE (figures 7, 8) are kept.
     assert "5 finished, 2 to run" in capsys.readouterr().out
+
+
+def test_finished_reads_the_recorded_config_with_todays_defaults(tmp_path: Path) -> None:
+    cell = Cell("ratings", "FE", 0, JobConfig(name="fe", output_dir=str(tmp_path)))
+
+    def record(config: dict) -> None:
+        cell.metrics_path.write_text(json.dumps({"config": config, "rmse": 1.0}))
+
+    config = to_dict(cell.job)
+    del config["data"]["synth_sequential"]  # a key added after the run, at its default
+    record(config)
+    assert (cell.finished() or {}).get("rmse") == 1.0
+    config["train"]["epochs"] += 1
+    record(config)
+    assert cell.finished() is None
+    record({**to_dict(cell.job), "retired_key": 1})
+    assert cell.finished() is None
 
 
 def test_unknown_variant_fails_before_training(tmp_path: Path) -> None:
