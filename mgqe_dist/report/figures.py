@@ -25,15 +25,16 @@ from mgqe_dist.report.results import runs_of, summarize
 
 
 def size_figure(exp: Experiment, results: dict[str, Any], study: str, path: Path) -> Path:
-    """Metric against size (% of the FE model's bits) for each series of variants."""
+    """Metric against size (% of the FE model's bits) for each series of variants, over the
+    figure's seeds only (the table variants among them have more)."""
     metric = exp.study(study).metrics[0]
-    full = summarize(results, study, "FE", "model_size_bits").mean
+    full = summarize(results, study, "FE", "model_size_bits", exp.size_seeds).mean
     fig, ax = plt.subplots(figsize=(6, 4))
     for series in exp.size_series:
         points = []
         for variant in series.variants:
-            value = summarize(results, study, variant, metric)
-            size = summarize(results, study, variant, "model_size_bits")
+            value = summarize(results, study, variant, metric, exp.size_seeds)
+            size = summarize(results, study, variant, "model_size_bits", exp.size_seeds)
             if value.n and size.n and not math.isnan(full):
                 points.append((100 * size.mean / full, value.mean))
         if points:

@@ -126,7 +126,8 @@ def _figures(exp: Experiment, cells: list[Cell], results: dict[str, Any], out: P
     for study in exp.size_studies:
         path = figures.size_figure(exp, results, study, out / f"fig6_size_{study}.png")
         lines += [
-            f"### Fig. 6: {exp.study(study).title}, {exp.study(study).metrics[0]} vs size",
+            f"### Fig. 6: {exp.study(study).title}, {exp.study(study).metrics[0]} vs size "
+            f"(seeds {list(exp.size_seeds)})",
             "",
             f"![size]({path.name})",
             "",

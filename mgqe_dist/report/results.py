@@ -7,6 +7,7 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,12 +64,22 @@ def collect(exp: Experiment, cells: list[Cell], quick: bool) -> dict[str, Any]:
     }
 
 
-def summarize(results: dict[str, Any], study: str, variant: str, metric: str) -> Summary:
-    """Mean and sample std of `metric` over the finished seeds of one cell."""
+def summarize(
+    results: dict[str, Any],
+    study: str,
+    variant: str,
+    metric: str,
+    seeds: Sequence[int] | None = None,
+) -> Summary:
+    """Mean and sample std of `metric` over the finished seeds of one cell (only `seeds`, if
+    given, so that a figure compares every point on the same seeds)."""
     values = [
         float(r[metric])
         for r in results["runs"]
-        if r["study"] == study and r["variant"] == variant and metric in r
+        if r["study"] == study
+        and r["variant"] == variant
+        and metric in r
+        and (seeds is None or r["seed"] in seeds)
     ]
     values = [v for v in values if not math.isnan(v)]
     if not values:

@@ -13,6 +13,7 @@ from mgqe_dist.config import ConfigError, JobConfig, to_dict
 from mgqe_dist.report.experiment import load_experiment
 from mgqe_dist.report.figures import code_similarity
 from mgqe_dist.report.grid import Cell
+from mgqe_dist.report.results import Summary, summarize
 from tests.mgqe_dist.train.test_tasks import REGRESSION
 
 EXPERIMENT = """
@@ -108,6 +109,15 @@ def test_finished_reads_the_recorded_config_with_todays_defaults(tmp_path: Path)
     assert cell.finished() is None
     record({**to_dict(cell.job), "retired_key": 1})
     assert cell.finished() is None
+
+
+def test_summary_over_chosen_seeds() -> None:
+    runs = [
+        {"study": "s", "variant": "FE", "seed": seed, "rmse": rmse}
+        for seed, rmse in [(0, 1.0), (1, 2.0), (2, 4.0)]
+    ]
+    assert summarize({"runs": runs}, "s", "FE", "rmse").mean == pytest.approx(7 / 3)
+    assert summarize({"runs": runs}, "s", "FE", "rmse", seeds=[0]) == Summary(1.0, 0.0, 1)
 
 
 def test_unknown_variant_fails_before_training(tmp_path: Path) -> None:
