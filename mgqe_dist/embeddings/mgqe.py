@@ -13,14 +13,29 @@ codebook), unshared with variable K, unshared with variable D. DPQ is the one-ti
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from types import ModuleType
 
 import torch
 from torch import nn
 
 from mgqe_dist.embeddings.base import FLOAT_BITS, EmbeddingModule, register_embedding
+
+
+def _load_kernel() -> ModuleType | None:
+    """The C search kernel (_search.c), built by the install step (setup.py); None on a
+    machine where it could not be built, which then searches with torch ops."""
+    try:
+        return importlib.import_module("mgqe_dist.embeddings._search")
+    except ImportError:
+        return None
+
+
+_search = _load_kernel()
 
 # Distances for at most this many (id, subspace, centroid) triples are held at once: on CPU a
 # block that stays in cache (for 3,000 ids, D = 32, K = 256 it searched 2.6x faster than a
@@ -28,6 +43,10 @@ from mgqe_dist.embeddings.base import FLOAT_BITS, EmbeddingModule, register_embe
 # launches.
 _CPU_SEARCH_CHUNK_ELEMENTS = 1 << 18
 _SEARCH_CHUNK_ELEMENTS = 1 << 24
+# Rows coded at once when a whole table is coded (export).
+_EXPORT_CHUNK_ROWS = 1 << 16
+# Widest subspace the C kernel searches by brute force; wider ones go to a batched matmul.
+_COMPILED_MAX_WIDTH = 8
 
 
 class TieredQuantizer(nn.Module):
@@ -98,63 +117,78 @@ class TieredQuantizer(nn.Module):
         return torch.bucketize(ids, self._boundaries, right=True)
 
     def quantize(self, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """The quantized value of query `rows` (one per id in the 1-d `ids`, any order).
+        """The quantized value of query `rows`, one per entry of the 1-d `ids` (any order,
+        repeats allowed, as a KeyedJaggedTensor lookup returns them).
+
+        Each distinct id is quantized once, from one of its (identical) rows, which therefore
+        receives the gradient of all of them: the table's gradient per id is unchanged.
+        """
+        unique, inverse, counts = torch.unique(ids, return_inverse=True, return_counts=True)
+        # Any one occurrence per id will do: scatter writes each position's index to its id.
+        one_each = torch.empty_like(unique).scatter_(
+            0, inverse, torch.arange(len(ids), device=ids.device)
+        )
+        return self.quantize_sorted(unique, rows.index_select(0, one_each), counts)[inverse]
+
+    def quantize_sorted(
+        self, ids: torch.Tensor, rows: torch.Tensor, counts: torch.Tensor
+    ) -> torch.Tensor:
+        """The quantized value of query `rows` of strictly increasing `ids`, each standing for
+        counts[i] occurrences in the batch.
 
         Straight-through: the value is the centroids, the gradient goes to the rows. Without
         autograd the centroids themselves are returned, bit-identical to serving. The centroid
-        (and commitment) loss, a mean over the rows, accumulates for `extra_loss`.
+        (and commitment) loss, a mean over the batch's occurrences and dimensions as in DPQ,
+        accumulates for `extra_loss`.
         """
-        grouped, restore = self._group_by_tier(ids)
+        training = torch.is_grad_enabled()
         parts = []
         loss = rows.new_zeros(())
-        for tier, index in grouped:
-            e = rows.index_select(0, index).view(len(index), self.subspaces[tier], -1)
-            chosen = self._centroids(tier, _nearest(e.detach(), self.codebook(tier).detach()))
-            value = e + (chosen - e).detach() if torch.is_grad_enabled() else chosen
-            parts.append(value.reshape(len(index), -1))
-            if torch.is_grad_enabled():
-                loss = loss + self.centroid_loss_weight * (e.detach() - chosen).pow(2).sum()
-                if self.commitment_weight:
-                    loss = loss + self.commitment_weight * (e - chosen.detach()).pow(2).sum()
-        if torch.is_grad_enabled() and len(ids):
-            loss = loss / (len(ids) * self.embedding_dim)
+        for tier, lo, hi in self._tier_ranges(ids):
+            e = rows[lo:hi].view(hi - lo, self.subspaces[tier], -1)
+            book = self.codebook(tier)
+            weight = counts[lo:hi].to(rows.dtype)
+            found = _assign(e.detach(), book.detach(), weight)
+            if not training:
+                parts.append(found.chosen.reshape(len(e), -1))
+                continue
+            parts.append((e + (found.chosen - e).detach()).reshape(len(e), -1))
+            loss = loss + self.centroid_loss_weight * _centroid_loss(found, book)
+            if self.commitment_weight:
+                loss = loss + self.commitment_weight * (
+                    (e - found.chosen).pow(2).sum((1, 2)) @ weight
+                )
+        if training and len(ids):
+            loss = loss / (counts.sum() * self.embedding_dim)
             self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss
         if not parts:
             return rows.new_empty((0, self.embedding_dim))
-        return torch.cat(parts).index_select(0, restore)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     @torch.no_grad()
-    def codes_of(self, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Integer codes of query `rows` (ids 1-d), shape (len, max D); -1 pads smaller D."""
+    def codes_sorted(self, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Integer codes of query `rows` of strictly increasing `ids`, shape (len, max D);
+        -1 pads tiers with fewer subspaces. Rows are searched in chunks, so that coding a
+        whole table (export) needs no table-sized scratch."""
         out = torch.full((len(ids), max(self.subspaces)), -1, dtype=torch.long, device=ids.device)
-        for tier, index in self._group_by_tier(ids)[0]:
-            e = rows.index_select(0, index).view(len(index), self.subspaces[tier], -1)
-            out[index, : self.subspaces[tier]] = _nearest(e, self.codebook(tier))
+        for tier, lo, hi in self._tier_ranges(ids):
+            for start in range(lo, hi, _EXPORT_CHUNK_ROWS):
+                stop = min(start + _EXPORT_CHUNK_ROWS, hi)
+                e = rows[start:stop].view(stop - start, self.subspaces[tier], -1)
+                out[start:stop, : self.subspaces[tier]] = _nearest(e, self.codebook(tier))
         return out
 
-    def _group_by_tier(
-        self, ids: torch.Tensor
-    ) -> tuple[list[tuple[int, torch.Tensor]], torch.Tensor]:
-        """Row indices of each non-empty tier (one batched search per tier, paper Alg. 1), and
-        the permutation that puts the concatenated tier results back in row order."""
-        tiers = self.tiers(ids)
-        order = torch.argsort(tiers, stable=True)
-        counts = torch.bincount(tiers, minlength=len(self.subspaces)).tolist()
-        grouped = [(tier, index) for tier, index in enumerate(order.split(counts)) if len(index)]
-        restore = torch.empty_like(order)
-        restore[order] = torch.arange(len(order), device=order.device)
-        return grouped, restore
+    def _tier_ranges(self, ids: torch.Tensor) -> list[tuple[int, int, int]]:
+        """(tier, start, stop) of each non-empty tier's slice of strictly increasing `ids`.
 
-    def _centroids(self, tier: int, codes: torch.Tensor) -> torch.Tensor:
-        """Centroid vectors for codes (rows, D_i) -> (rows, D_i, d / D_i), differentiable.
-
-        A flat index_select (backward: index_add) into the stored parameter, which for shared
-        centroids is the whole codebook: tier i's codes are < K_i, so they address its prefix.
+        Ids are frequency-ranked, so a tier is a contiguous id range and, in sorted ids, a
+        contiguous slice: one batched search per tier (paper Alg. 1) with no regrouping.
         """
-        book = self.codebooks[0 if self.shared else tier]
-        num_sub, num_codes, width = book.shape
-        flat = codes + torch.arange(num_sub, device=codes.device) * num_codes
-        return book.reshape(-1, width).index_select(0, flat.reshape(-1)).view(*codes.shape, width)
+        cuts = torch.searchsorted(ids, self._boundaries).tolist() if len(self._boundaries) else []
+        edges = [0, *cuts, len(ids)]
+        return [
+            (tier, lo, hi) for tier, (lo, hi) in enumerate(itertools.pairwise(edges)) if hi > lo
+        ]
 
     def extra_loss(self) -> torch.Tensor:
         """Centroid (and commitment) loss of the quantizations since the last call; resets it."""
@@ -210,16 +244,19 @@ class MGQEEmbedding(TieredQuantizer, EmbeddingModule):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         # Each distinct id is searched once, however often the batch holds it.
-        unique, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
-        quantized = self.quantize(unique, nn.functional.embedding(unique, self.query))
+        unique, inverse, counts = torch.unique(
+            ids.reshape(-1), return_inverse=True, return_counts=True
+        )
+        quantized = self.quantize_sorted(
+            unique, nn.functional.embedding(unique, self.query), counts
+        )
         return nn.functional.embedding(inverse, quantized).reshape(*ids.shape, self.embedding_dim)
 
     @torch.no_grad()
     def codes(self, ids: torch.Tensor) -> torch.Tensor:
         """Integer codes of each id, shape (*ids.shape, max D); -1 pads tiers with fewer D."""
         unique, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
-        codes = self.codes_of(unique, self.query[unique])
-        return codes[inverse].reshape(*ids.shape, -1)
+        return self.codes_sorted(unique, self.query[unique])[inverse].reshape(*ids.shape, -1)
 
 
 @register_embedding("dpq")
@@ -246,8 +283,89 @@ def build_dpq(
     )
 
 
+@dataclass(frozen=True)
+class _Assignment:
+    """Rows' nearest centroids, and what the centroid loss needs of them."""
+
+    codes: torch.Tensor  # (n, D) centroid index per row and subspace
+    chosen: torch.Tensor  # (n, D, w) the centroids' values
+    counts: torch.Tensor  # (D, K) summed row weight assigned to each centroid
+    sums: torch.Tensor  # (D, K, w) weighted sum of the rows assigned to each centroid
+    squared_error: torch.Tensor  # sum over rows of weight * ||row - chosen||^2
+
+
+def _assign(e: torch.Tensor, book: torch.Tensor, weight: torch.Tensor) -> _Assignment:
+    """Nearest centroids of rows e (n, D, w) in `book` (D, K, w), with row weights (n,)."""
+    if _compiled(e, book):
+        return _assign_compiled(e, book, weight)
+    num_sub, num_codes, width = book.shape
+    codes = _nearest(e, book)
+    flat = (codes + torch.arange(num_sub, device=codes.device) * num_codes).reshape(-1)
+    chosen = book.reshape(-1, width).index_select(0, flat).view(e.shape)
+    per_value = weight[:, None].expand(codes.shape).reshape(-1)
+    counts = e.new_zeros(num_sub * num_codes).index_add_(0, flat, per_value)
+    weighted = (e * weight[:, None, None]).reshape(-1, width)
+    sums = e.new_zeros(num_sub * num_codes, width).index_add_(0, flat, weighted)
+    return _Assignment(
+        codes,
+        chosen,
+        counts.view(num_sub, num_codes),
+        sums.view(book.shape),
+        (e - chosen).pow(2).sum((1, 2)) @ weight,
+    )
+
+
+def _centroid_loss(found: _Assignment, book: torch.Tensor) -> torch.Tensor:
+    """sum_i weight_i ||sg(e_i) - c(e_i)||^2 with its gradient to the centroids, 2 (N c - S):
+    the same value and gradient as autograd through a gather of the chosen centroids, from
+    the per-centroid counts N and sums S alone, so backward scatters nothing per value."""
+    surrogate = (found.counts[..., None] * book.pow(2)).sum() - 2 * (found.sums * book).sum()
+    return found.squared_error + (surrogate - surrogate.detach())
+
+
+def _compiled(e: torch.Tensor, book: torch.Tensor) -> bool:
+    """Whether the C kernel handles this search: float32 on CPU, subspaces of at most
+    _COMPILED_MAX_WIDTH dimensions (wider ones are a matmul's job)."""
+    return (
+        _search is not None
+        and book.shape[-1] <= _COMPILED_MAX_WIDTH
+        and e.device.type == "cpu"
+        and e.dtype == book.dtype == torch.float32
+    )
+
+
+def _assign_compiled(e: torch.Tensor, book: torch.Tensor, weight: torch.Tensor) -> _Assignment:
+    """`_assign` by the C kernel (see _search.c), on torch's number of threads."""
+    assert _search is not None
+    e, book = e.contiguous(), book.contiguous()
+    codes = torch.empty(e.shape[:2], dtype=torch.long)
+    chosen = torch.empty(e.shape)
+    counts, sums = torch.empty(book.shape[:2]), torch.empty(book.shape)
+    squared_error = _search.assign(
+        e.numpy(),
+        book.numpy(),
+        weight.to(torch.float32).contiguous().numpy(),
+        codes.numpy(),
+        chosen.numpy(),
+        counts.numpy(),
+        sums.numpy(),
+        len(e),
+        *book.shape[:2],  # dims, k
+        book.shape[2],  # width
+        torch.get_num_threads(),
+    )
+    return _Assignment(codes, chosen, counts, sums, torch.tensor(squared_error))
+
+
 def _nearest(e: torch.Tensor, book: torch.Tensor) -> torch.Tensor:
     """argmin_k ||e[:, j] - book[j, k]||^2 for every row and subspace j; shape (rows, D)."""
+    if _compiled(e, book):
+        return _assign_compiled(e, book, e.new_ones(len(e))).codes
+    return _nearest_torch(e, book)
+
+
+def _nearest_torch(e: torch.Tensor, book: torch.Tensor) -> torch.Tensor:
+    """`_nearest` in torch ops, for any device and dtype."""
     if book.shape[-1] == 1:
         return _nearest_scalar(e[..., 0], book[..., 0])
     # ||e||^2 is the same for every k, so it is left out of the comparison. Distances are laid
@@ -266,12 +384,15 @@ def _nearest(e: torch.Tensor, book: torch.Tensor) -> torch.Tensor:
 
 
 def _nearest_scalar(e: torch.Tensor, book: torch.Tensor) -> torch.Tensor:
-    """One-dimensional subspaces: the nearest centroid is found by bisecting sorted midpoints.
-
-    O(D log K) per row instead of O(D K); this is the paper's d/D = 1 setting (D = d = 64).
-    """
-    values, order = book.sort(dim=1)
+    """One-dimensional subspaces in torch ops (any device or dtype): the nearest centroid is
+    found by bisecting the sorted centroids' midpoints, O(D log K) per row instead of O(D K);
+    this is the paper's d/D = 1 setting (D = d = 64). The C kernel gives the same codes."""
+    values, order = book.sort(dim=1, stable=True)
     midpoints = (values[:, 1:] + values[:, :-1]) / 2
+    # Of equal centroids only the first (lowest index, as argmin) may be reached: a duplicate's
+    # midpoint becomes the next real one, which leaves it an empty range and keeps the order.
+    duplicate = values[:, 1:] == values[:, :-1]
+    midpoints = midpoints.masked_fill(duplicate, math.inf).flip(1).cummin(1).values.flip(1)
     slot = torch.searchsorted(midpoints, e.T.contiguous())
     return order.gather(1, slot).T
 

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from mgqe_dist.embeddings import MGQEEmbedding, build_embedding
-from mgqe_dist.embeddings.mgqe import _nearest
+from mgqe_dist.embeddings import MGQEEmbedding, build_embedding, mgqe
+from mgqe_dist.embeddings.mgqe import _nearest, _nearest_torch
 
 
 def _mgqe(**options) -> MGQEEmbedding:
@@ -126,6 +126,97 @@ def test_scalar_search_equals_dense_search() -> None:
     book = torch.randn(16, 64, 1)
     dense = (e[:, :, None, :] - book[None]).pow(2).sum(-1).argmin(-1)
     assert torch.equal(_nearest(e, book), dense)
+
+
+@pytest.mark.parametrize(
+    ("rows", "dims", "k", "width"),
+    [
+        (500, 64, 256, 1),
+        (300, 16, 64, 1),
+        (7, 3, 1, 1),
+        (0, 4, 5, 1),
+        (400, 32, 256, 2),
+        (200, 8, 64, 3),
+        (50, 4, 7, 8),
+    ],
+)
+def test_compiled_search_finds_a_nearest_centroid_like_torch(
+    rows: int, dims: int, k: int, width: int
+) -> None:
+    torch.manual_seed(3)
+    e = torch.randn(rows, dims, width)
+    book = torch.randn(dims, k, width)
+    book[0, -1] = book[0, 0]  # two equal centroids: the lower index wins, as in torch.argmin
+    if rows:
+        e[0, 0] = book[0, k // 2]  # a value exactly on a centroid
+    distance = (e[:, :, None, :] - book[None]).pow(2).sum(-1)
+    codes = _nearest(e, book)
+    assert torch.equal(distance.gather(2, codes[..., None])[..., 0], distance.min(-1).values)
+    if width > 1:  # the first of equal distances, as argmin
+        assert torch.equal(codes, distance.argmin(-1))
+    else:  # the same codes as the midpoint search in torch ops (a value exactly halfway
+        # between two centroids goes to the lower one, whatever their indices)
+        assert torch.equal(codes, _nearest_torch(e, book))
+        assert (codes[:, 0] != k - 1).all() or k == 1  # the duplicate is never chosen
+    e[:, 0], e[:, 1 % dims] = math.nan, math.inf  # values a diverged query can hold
+    e[:, 2 % dims, 0] = -math.inf
+    codes = _nearest(e, book)
+    assert ((codes >= 0) & (codes < k)).all()
+    if width == 1:  # where the midpoint search in torch ops puts them
+        assert torch.equal(codes, _nearest_torch(e, book))
+
+
+@pytest.mark.parametrize("width", [1, 2, 16])  # C kernel (grid, sorted search), torch ops
+def test_centroid_loss_value_and_gradient_equal_autograd_through_the_chosen_centroids(
+    width: int,
+) -> None:
+    torch.manual_seed(4)
+    e = torch.randn(40, 4, width)
+    book = torch.randn(4, 8, width, requires_grad=True)
+    weight = torch.randint(1, 4, (40,)).float()
+    found = mgqe._assign(e, book.detach(), weight)
+    loss = mgqe._centroid_loss(found, book)
+    (grad,) = torch.autograd.grad(loss, book)
+    chosen = book[torch.arange(4), found.codes]  # (40, 4, width), differentiable
+    reference = ((e - chosen).pow(2).sum((1, 2)) * weight).sum()
+    (expected,) = torch.autograd.grad(reference, book)
+    torch.testing.assert_close(loss, reference.detach())
+    torch.testing.assert_close(grad, expected)
+
+
+def test_compiled_search_kernel_is_built() -> None:
+    assert mgqe._search is not None, "the C kernel was not built: run scripts/setup_env.sh"
+
+
+def test_centroid_loss_is_a_mean_over_occurrences() -> None:
+    table = _mgqe()
+    ids = torch.tensor([3, 3, 3, 40])
+    table(ids)
+    e = table.query.detach()[ids].view(4, 4, 2)
+    chosen = table(ids).detach().view(4, 4, 2)  # the forward value is the chosen centroids
+    table.extra_loss()
+    table(ids)
+    torch.testing.assert_close(table.extra_loss(), (e - chosen).pow(2).mean())
+
+
+def test_lookup_of_repeated_rows_equals_the_table_forward() -> None:
+    """The collection path (one row per occurrence) and the table (one row per distinct id)
+    give the same values, the same centroid loss and the same query gradient."""
+    table = _mgqe()
+    ids = torch.tensor([30, 3, 3, 49, 3, 0])
+    expected = table(ids)
+    loss = table.extra_loss()
+    (expected.pow(2).sum() + loss).backward()
+    grads = table.query.grad.clone(), table.codebooks[0].grad.clone()
+    table.zero_grad()
+    out = table.quantize(ids, table.query[ids])
+    torch.testing.assert_close(out, expected.detach())
+    torch.testing.assert_close(table.extra_loss(), loss.detach())
+    table.zero_grad()
+    out = table.quantize(ids, table.query[ids])
+    (out.pow(2).sum() + table.extra_loss()).backward()
+    torch.testing.assert_close(table.query.grad, grads[0])
+    torch.testing.assert_close(table.codebooks[0].grad, grads[1])
 
 
 def test_duplicate_ids_get_identical_rows() -> None:
