@@ -81,7 +81,7 @@ def export_model(
         for key, value in table.tensors().items():
             target = codes if value.dtype == torch.uint8 else weights
             target[f"{name}.{key}"] = value.contiguous()
-    with atomic_path(out_dir) as tmp:
+    with atomic_path(out_dir, marker=MANIFEST) as tmp:
         tmp.mkdir()
         save_file(codes, tmp / CODES_FILE)
         save_file(weights, tmp / WEIGHTS_FILE)
