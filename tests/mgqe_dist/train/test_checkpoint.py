@@ -6,7 +6,6 @@ import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 import torch
@@ -15,7 +14,7 @@ import torch.distributed as dist
 from mgqe_dist.config import load_job
 from mgqe_dist.train.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from mgqe_dist.train.distributed import Progress
-from tests.conftest import write_job
+from tests.conftest import Payload, write_job
 
 DATA = SimpleNamespace(stats={"checksums": {"train.parquet": "abc"}})
 
@@ -24,16 +23,6 @@ class _Adam(torch.optim.Adam):
     """The CombinedOptimizer surface that checkpoints use, without TorchRec."""
 
     optimizers: tuple = ()
-
-
-class Payload:
-    """Unpickled unrestricted, this creates `marker`: the stand-in for any code."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (open, (str(self.marker), "w"))
 
 
 @pytest.fixture(autouse=True)
