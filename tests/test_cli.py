@@ -39,6 +39,21 @@ def test_train_before_prepare_exits_2(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "run `mgqe-dist prepare JOB` first" in capsys.readouterr().err
 
 
+def test_prepared_dir_that_is_a_file_exits_2_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    job = write_job(tmp_path)
+    (tmp_path / "prepared").write_text("notes")
+    assert main(["prepare", str(job)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"mgqe-dist prepare: error: {tmp_path / 'prepared'} is a file; a directory is written "
+        "there\n"
+    )
+    assert "pass 1/2" not in captured.out
+    assert (tmp_path / "prepared").read_text() == "notes"
+
+
 @pytest.mark.parametrize("kind", ["full", "mgqe"])
 def test_tiny_end_to_end_run_writes_metrics(tiny_job: Path, tmp_path: Path, kind: str) -> None:
     out = tmp_path / kind
