@@ -121,6 +121,20 @@ def _copy(artifact: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(artifact, tmp_path / "copy"))
 
 
+def _manifest(art: Path) -> dict:
+    return json.loads((art / "manifest.json").read_text())
+
+
+def _rewrite(art: Path, manifest: dict) -> None:
+    (art / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 def test_truncated_file_is_detected(mgqe_artifact: Path, tmp_path: Path) -> None:
     art = _copy(mgqe_artifact, tmp_path)
     data = (art / "codes.safetensors").read_bytes()
@@ -131,17 +145,14 @@ def test_truncated_file_is_detected(mgqe_artifact: Path, tmp_path: Path) -> None
 
 def test_changed_byte_is_detected(mgqe_artifact: Path, tmp_path: Path) -> None:
     art = _copy(mgqe_artifact, tmp_path)
-    data = bytearray((art / "weights.safetensors").read_bytes())
-    data[-1] ^= 0xFF
-    (art / "weights.safetensors").write_bytes(bytes(data))
+    _flip_last_byte(art / "weights.safetensors")
     with pytest.raises(ArtifactError, match=r"weights\.safetensors content changed"):
         load_artifact(art)
 
 
 def test_unknown_format_version_is_refused(mgqe_artifact: Path, tmp_path: Path) -> None:
     art = _copy(mgqe_artifact, tmp_path)
-    manifest = json.loads((art / "manifest.json").read_text())
-    (art / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    _rewrite(art, {**_manifest(art), "format_version": 99})
     with pytest.raises(ArtifactError, match="format_version 99 is not supported"):
         load_artifact(art)
 
@@ -166,14 +177,6 @@ def test_size_on_disk_is_within_2_percent_of_accounting(tmp_path: Path) -> None:
     size = served.manifest["size"]
     assert size["model_size_bits"] == metrics["model_size_bits"]
     assert 1.0 <= size["file_bytes_over_accounting"] <= 1.02
-
-
-def _manifest(art: Path) -> dict:
-    return json.loads((art / "manifest.json").read_text())
-
-
-def _rewrite(art: Path, manifest: dict) -> None:
-    (art / "manifest.json").write_text(json.dumps(manifest))
 
 
 @pytest.mark.parametrize("listed", ["../outside/secret", "{tmp}/outside/secret"])
@@ -208,9 +211,7 @@ def test_feature_naming_a_vocabulary_outside_the_artifact_is_refused(
 
 def test_a_file_left_out_of_the_listing_is_refused(mgqe_artifact: Path, tmp_path: Path) -> None:
     art = _copy(mgqe_artifact, tmp_path)
-    data = bytearray((art / "weights.safetensors").read_bytes())
-    data[-1] ^= 0xFF
-    (art / "weights.safetensors").write_bytes(bytes(data))
+    _flip_last_byte(art / "weights.safetensors")
     manifest = _manifest(art)
     del manifest["files"]["weights.safetensors"]  # so that the changed file is not checked
     _rewrite(art, manifest)
