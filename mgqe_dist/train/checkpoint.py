@@ -104,7 +104,7 @@ def read_checkpoint(
         if name != FUSED_OPTIMIZER:
             part.init_state()
     state = _state(model, optimizer)
-    load_sharded(state, directory)
+    _load_sharded(state, directory)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optim"])
     best = directory / BEST_MODEL_FILE
@@ -117,7 +117,7 @@ def read_checkpoint(
     return progress_from_dict(record["progress"]), best_state
 
 
-def load_sharded(state: dict[str, Any], directory: Path) -> None:
+def _load_sharded(state: dict[str, Any], directory: Path) -> None:
     """Load the checkpoint's shards into `state` in place, refusing anything but data (see the
     module docstring)."""
     reader = _VerifiedReader(directory)
