@@ -20,7 +20,6 @@ and verified, inside the directory. Anything else is one ArtifactError naming th
 from __future__ import annotations
 
 import json
-import pickle
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -140,12 +139,14 @@ def load_run(run_dir: Path) -> tuple[dict, dict, Recommender]:
     model = build_from_spec(spec)
     weights = run_dir / "model.pt"
     try:
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    except pickle.UnpicklingError:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception:  # damaged or hostile: any failure to parse it is a refusal
         raise ArtifactError(
             f"{weights} is not a weights-only model state (damaged, or it holds objects other "
             f"than tensors); refused to load it"
         ) from None
+    try:
+        model.load_state_dict(state)
     except RuntimeError as exc:
         reason = " ".join(str(exc).split())
         raise ArtifactError(f"{weights} does not fit {run_dir / 'model.json'}: {reason}") from None

@@ -112,8 +112,11 @@ def read_checkpoint(
     if dist.get_rank() == 0 and best.exists():
         try:
             best_state = torch.load(best, weights_only=True)
-        except pickle.UnpicklingError:
-            raise CheckpointError(f"{best} holds more than tensors; refused to load it") from None
+        except Exception:  # damaged or hostile: any failure to parse it is a refusal
+            raise CheckpointError(
+                f"{best} is not a weights-only model state (damaged, or it holds objects other "
+                f"than tensors); refused to load it"
+            ) from None
     return progress_from_dict(record["progress"]), best_state
 
 
@@ -182,7 +185,7 @@ class _WeightsOnlyPlanner(dcp.DefaultLoadPlanner):
         fqn = read_item.dest_index.fqn
         try:
             entry = torch.load(value, weights_only=True)
-        except pickle.UnpicklingError:
+        except Exception:  # damaged or hostile: any failure to parse it is a refusal
             raise CheckpointError(
                 f"{self.directory}: entry {fqn!r} holds more than plain data; refused to load it"
             ) from None

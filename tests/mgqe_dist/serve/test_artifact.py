@@ -238,7 +238,7 @@ def test_vocabulary_linked_from_outside_the_artifact_is_refused(
         load_artifact(art)
 
 
-@pytest.mark.parametrize("damage", ["payload", "garbage"])
+@pytest.mark.parametrize("damage", ["payload", "garbage", "truncated"])
 def test_tampered_model_file_exits_2_naming_it(
     mgqe_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture, damage: str
 ) -> None:
@@ -246,8 +246,11 @@ def test_tampered_model_file_exits_2_naming_it(
     marker = tmp_path / "code-ran"
     if damage == "payload":
         torch.save({"items.weight": Payload(marker)}, run / "model.pt")
-    else:
+    elif damage == "garbage":
         (run / "model.pt").write_bytes(b"not a torch file")
+    else:
+        data = (run / "model.pt").read_bytes()
+        (run / "model.pt").write_bytes(data[: len(data) // 2])
     assert main(["export", str(run), "--out", str(tmp_path / "artifact")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0

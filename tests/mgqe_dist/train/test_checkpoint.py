@@ -97,3 +97,13 @@ def test_metadata_naming_a_file_outside_the_checkpoint_is_refused(tmp_path: Path
     (directory / ".metadata").write_bytes(forged)
     with pytest.raises(CheckpointError, match=r"names shard files not in .*\['\.\./00\.distcp'\]"):
         _read(tmp_path, directory, model, optimizer)
+
+
+def test_tampered_best_model_is_a_checkpoint_error(tmp_path: Path) -> None:
+    model, optimizer = _trained()
+    directory = _write(tmp_path, model, optimizer)
+    marker = tmp_path / "code-ran"
+    torch.save({"weight": Payload(marker)}, directory / "best_model.pt")
+    with pytest.raises(CheckpointError, match=r"best_model\.pt is not a weights-only model state"):
+        _read(tmp_path, directory, model, optimizer)
+    assert not marker.exists()
