@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_pipeline.files import atomic_path, write_json_atomic
+from data_pipeline.synth import SYNTH_RECORD
 
 SCORE_RANGE = 100.0
 
@@ -78,7 +79,7 @@ def generate_item_pairs(spec: ItemPairSpec) -> pa.Table:
 def write_item_pairs(spec: ItemPairSpec, out: Path) -> dict[str, Any]:
     """Write pairs.parquet and _synth.json into `out`, atomically; returns the record."""
     table = generate_item_pairs(spec)
-    with atomic_path(out) as tmp:
+    with atomic_path(out, marker=SYNTH_RECORD) as tmp:
         tmp.mkdir()
         pq.write_table(table, tmp / "pairs.parquet")
         record = {
@@ -88,5 +89,5 @@ def write_item_pairs(spec: ItemPairSpec, out: Path) -> dict[str, Any]:
             "sparsity": 1 - table.num_rows / spec.items**2,
             "items_in_pairs": len(np.union1d(table["user_id"], table["item_id"])),
         }
-        write_json_atomic(record, tmp / "_synth.json")
+        write_json_atomic(record, tmp / SYNTH_RECORD)
     return record

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import ray
 
 from data_pipeline.files import atomic_path, write_json_atomic
-from data_pipeline.synth import ML1M_SPAN, ML1M_START, PowerLawSpec
+from data_pipeline.synth import ML1M_SPAN, ML1M_START, SYNTH_RECORD, PowerLawSpec
 from data_pipeline.units import run_tasks
 
 ROW_GROUP_ROWS = 1 << 20
@@ -69,14 +69,14 @@ def generate(spec: PowerLawSpec, out: Path) -> dict[str, Any]:
     jobs = _file_jobs(spec, rng)
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
-    with atomic_path(out) as tmp:
+    with atomic_path(out, marker=SYNTH_RECORD) as tmp:
         tmp.mkdir()
         for _ in run_tasks(
             _write_file, jobs, spec, catalogue, user_topic, str(tmp), label="generated"
         ):
             pass
         record = {"spec": dataclasses.asdict(spec), "files": len(jobs), "rows": spec.rows}
-        write_json_atomic(record, tmp / "_synth.json")
+        write_json_atomic(record, tmp / SYNTH_RECORD)
     return record
 
 

@@ -9,7 +9,9 @@ groups) stream the log without ever shuffling or collecting rows:
 With data.sequence_length = L, pass 1 also keeps each user's L + 2 latest rows, from which
 sequences.parquet (the L latest training items per user, for SASRec) is written.
 Every input row is accounted for in stats.json. The output directory appears atomically, so a
-crashed run never leaves a half-prepared dataset behind.
+crashed run never leaves a half-prepared dataset behind. data.prepared_dir is only ever replaced
+when it is a prepared dataset (it holds stats.json) or an empty directory, and it may not overlap
+the source: anything else is refused before any work, and nothing of it is deleted.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import pyarrow.parquet as pq
 import ray
 
 from data_pipeline.assign import QUARANTINE, AssignPlan, IdMap, assign_unit
-from data_pipeline.files import atomic_path, sha256_tree, write_json_atomic
+from data_pipeline.files import OutputPathError, atomic_path, sha256_tree, write_json_atomic
 from data_pipeline.scan import Summary, SummaryMerger, count_ids, scan_unit
 from data_pipeline.schema import (
     ID_COLUMNS,
@@ -38,9 +40,9 @@ from data_pipeline.schema import (
     check_files,
     problems_message,
 )
-from data_pipeline.source import describe_source, materialize_source
+from data_pipeline.source import Source, describe_source, is_glob, materialize_source
 from data_pipeline.split import SPLITS, SplitRule, held_out, train_sequences
-from data_pipeline.stats import load_stats
+from data_pipeline.stats import STATS_FILE, load_stats
 from data_pipeline.tiers import TierRule, build_vocab
 from data_pipeline.units import plan_units, run_tasks
 from mgqe_dist.config import DataConfig
@@ -53,6 +55,7 @@ def prepare(cfg: DataConfig, seed: int, force: bool = False) -> Path:
     """Prepare `cfg.source` into `cfg.prepared_dir`; re-uses an up-to-date result unless forced."""
     out = Path(cfg.prepared_dir)
     source = describe_source(cfg)
+    _check_apart(out, cfg.source, source)
     fingerprint = {
         "pipeline_version": PIPELINE_VERSION,
         "source": source.fingerprint,
@@ -70,7 +73,7 @@ def prepare(cfg: DataConfig, seed: int, force: bool = False) -> Path:
         print(f"prepared dataset at {out} is up to date (use --force to rebuild)")
         return out
     started = time.time()
-    with atomic_path(out) as tmp:
+    with atomic_path(out, marker=STATS_FILE) as tmp:
         tmp.mkdir()
         files = materialize_source(source, cfg, tmp / "input")
         stats = _run_pipeline(files, cfg, seed, tmp)
@@ -83,9 +86,27 @@ def prepare(cfg: DataConfig, seed: int, force: bool = False) -> Path:
             },
             seconds=round(time.time() - started, 1),
         )
-        write_json_atomic(stats, tmp / "stats.json")
+        write_json_atomic(stats, tmp / STATS_FILE)
     print(f"prepared dataset written to {out} in {stats['seconds']} s")
     return out
+
+
+def _check_apart(out: Path, configured: str, source: Source) -> None:
+    """Refuse a prepared_dir that holds a source file (replacing it would delete the log) or
+    lies inside the source (the next run would read the prepared files as part of the log)."""
+    target = out.resolve()
+    paths = [*source.files, *([] if is_glob(configured) else [Path(configured)])]
+    for path in (p.resolve() for p in paths):
+        if path.is_relative_to(target):
+            raise OutputPathError(
+                f"data.prepared_dir = {out} holds the source {path}: preparing would delete it; "
+                f"choose a prepared_dir outside the source"
+            )
+        if target.is_relative_to(path):
+            raise OutputPathError(
+                f"data.prepared_dir = {out} is inside the source {path}: the next run would "
+                f"read the prepared files as part of the log; choose a prepared_dir outside it"
+            )
 
 
 def _up_to_date(out: Path, fingerprint: dict[str, Any]) -> bool:

@@ -1,9 +1,12 @@
 """Resolve a job's data source into Parquet interaction-log files.
 
 MovieLens `ratings.dat`, SASRec `ml-1m.txt` and CSV/TSV files with a header are converted;
-Parquet (a file, a directory searched recursively, or a glob pattern) is read in place. When the
-source is missing and the job allows it, a MovieLens-shaped log is generated instead, and the
-origin says so loudly, because numbers on generated data are not MovieLens numbers.
+Parquet (a file, a directory searched recursively, or a glob pattern) is read in place; a
+directory, such as Spark's `events.parquet/`, is read as the dataset of the Parquet files under
+it, skipping names that start with "." or "_" (Spark's _SUCCESS and the _temporary/ of an
+unfinished write, checksum files), as Spark, Hive and Arrow do. When the source is missing
+and the job allows it, a MovieLens-shaped log is generated instead, and the origin says so
+loudly, because numbers on generated data are not MovieLens numbers.
 """
 
 from __future__ import annotations
@@ -41,13 +44,14 @@ class Source:
     location: str
     synthetic: bool
     fingerprint: dict
+    files: tuple[Path, ...] = ()  # the log files read (none when the log is generated)
 
 
 def describe_source(cfg: DataConfig) -> Source:
     """Identify the source without converting anything (cheap; used to decide on re-use)."""
     if is_glob(cfg.source):
         files = _parquet_files(cfg.source)
-        return Source("parquet", cfg.source, False, {str(f): sha256_file(f) for f in files})
+        return Source("parquet", cfg.source, False, _checksums(files), tuple(files))
     path = Path(cfg.source)
     if not path.exists():
         if cfg.if_missing == "error":
@@ -59,7 +63,12 @@ def describe_source(cfg: DataConfig) -> Source:
         return Source("synthetic", str(path), True, {"synth_spec": asdict(spec)})
     fmt, file = _detect(path, cfg.format)
     files = [file] if fmt != "parquet" else _parquet_files(str(file))
-    return Source(fmt, str(file), False, {str(f): sha256_file(f) for f in files})
+    return Source(fmt, str(file), False, _checksums(files), tuple(files))
+
+
+def _checksums(files: list[Path]) -> dict[str, str]:
+    """The fingerprint of a log: each file's sha256."""
+    return {str(f): sha256_file(f) for f in files}
 
 
 def materialize_source(source: Source, cfg: DataConfig, workdir: Path) -> list[Path]:
@@ -124,12 +133,22 @@ def is_glob(source: str) -> bool:
 
 
 def _parquet_files(location: str) -> list[Path]:
-    """A Parquet file, every *.parquet under a directory, or every file a glob matches."""
-    path = Path(location)
-    if is_glob(location):
-        files = sorted(Path(f) for f in glob.glob(location, recursive=True) if Path(f).is_file())
-    else:
-        files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+    """A Parquet file, or every file a glob matches; a directory (given or matched) stands for
+    the Parquet files of its dataset."""
+    paths = glob.glob(location, recursive=True) if is_glob(location) else [location]
+    files = sorted({file for path in paths for file in _dataset_files(Path(path))})
     if not files:
         raise SourceError(f"{location}: no Parquet files found")
     return files
+
+
+def _dataset_files(path: Path) -> list[Path]:
+    """`path` itself if it is a file, else the *.parquet files under it outside hidden or
+    underscore-named entries (see the module docstring)."""
+    if path.is_file():
+        return [path]
+    return [
+        file
+        for file in path.rglob("*.parquet")
+        if file.is_file() and not any(part[0] in "._" for part in file.relative_to(path).parts)
+    ]

@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+STATS_FILE = "stats.json"
+
 
 def load_stats(prepared_dir: str | Path) -> dict[str, Any]:
     """Read stats.json of a prepared dataset, with a clear error when it is not there."""
-    path = Path(prepared_dir) / "stats.json"
+    path = Path(prepared_dir) / STATS_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"prepared dataset not found at {prepared_dir} (no stats.json); run "

@@ -17,6 +17,8 @@ import pyarrow as pa
 
 ML1M_START = 956_703_932  # first ML-1M timestamp (2000-04-25), so generated times look alike
 ML1M_SPAN = 90_000_000  # about 34 months, ML-1M's time span
+# The record of what `synth` wrote, in every directory it writes (readers skip "_" names).
+SYNTH_RECORD = "_synth.json"
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,10 @@ from data_pipeline.convert import ConversionError
 from data_pipeline.schema import ValidationError
 from data_pipeline.source import SourceError
 from mgqe_dist.config import ConfigError, JobConfig, load_job
+from mgqe_dist.submit import ClusterUnreachableError
 
 USER_ERRORS = (
+    ClusterUnreachableError,
     ConfigError,
     SourceError,
     ValidationError,

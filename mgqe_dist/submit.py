@@ -9,14 +9,21 @@ storage every node mounts.
 from __future__ import annotations
 
 import asyncio
+import queue
 import shlex
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mgqe_dist.config import load_job
 
-# How long to wait for a freshly started cluster's job agent.
+if TYPE_CHECKING:
+    from ray.job_submission import JobSubmissionClient
+
+# How long to wait for the cluster to answer at all, and for a freshly started one's job agent.
+CONNECT_SECONDS = 20
 AGENT_WAIT_SECONDS = 120
 # Never uploaded with the working directory.
 EXCLUDES = [
@@ -30,6 +37,12 @@ EXCLUDES = [
     "reports",
     "*.pyc",
 ]
+
+
+class ClusterUnreachableError(ConnectionError):
+    """No Ray cluster answered at the given address."""
+
+
 # Environment of every Ray process of a training job. Ray Train's print patch sends a worker's
 # print both to stdout and to its logger, so every progress line reached the driver twice.
 RAY_ENV_VARS = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
@@ -37,7 +50,7 @@ RAY_ENV_VARS = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
 
 def submit_job(job_path: str, overrides: Sequence[str], address: str, follow: bool = True) -> int:
     """Submit; with `follow`, stream the job's logs and return 0 if it succeeded, else 1."""
-    from ray.job_submission import JobStatus, JobSubmissionClient
+    from ray.job_submission import JobStatus
 
     job = load_job(job_path, list(overrides))  # fail here, not on the cluster
     spec = Path(job_path).resolve()
@@ -50,7 +63,7 @@ def submit_job(job_path: str, overrides: Sequence[str], address: str, follow: bo
         f"output_dir={Path(job.output_dir).resolve()}",
     ]:
         args += ["--set", item]
-    client = JobSubmissionClient(address)
+    client = _connect(address)
     deadline = time.time() + AGENT_WAIT_SECONDS
     while True:
         try:
@@ -76,3 +89,31 @@ def submit_job(job_path: str, overrides: Sequence[str], address: str, follow: bo
     status = client.get_job_status(job_id)
     print(f"job {job_id}: {status.value}", flush=True)
     return 0 if status == JobStatus.SUCCEEDED else 1
+
+
+def _connect(address: str) -> JobSubmissionClient:
+    """A Jobs client of the cluster at `address`, or ClusterUnreachableError within
+    CONNECT_SECONDS: Ray's client waits without a bound (a host that drops packets, or a port
+    that accepts and never answers, holds it for minutes or forever), so it connects in a daemon
+    thread that is abandoned on timeout."""
+    from ray.job_submission import JobSubmissionClient
+
+    outcome: queue.Queue[Any] = queue.Queue()
+
+    def connect() -> None:
+        try:
+            outcome.put(JobSubmissionClient(address))
+        except Exception as exc:  # handed to the caller's thread
+            outcome.put(exc)
+
+    threading.Thread(target=connect, daemon=True).start()
+    try:
+        result = outcome.get(timeout=CONNECT_SECONDS)
+    except queue.Empty:
+        result = ConnectionError(f"no answer within {CONNECT_SECONDS} s")
+    if isinstance(result, ConnectionError):
+        reason = " ".join(str(result).split())
+        raise ClusterUnreachableError(f"cannot reach the Ray cluster at {address} ({reason})")
+    if isinstance(result, Exception):
+        raise result
+    return result

@@ -1,8 +1,10 @@
-"""Shared fixtures: a tiny generated log, its prepared dataset (real Ray), job specs."""
+"""Shared fixtures: a tiny generated log, its prepared dataset (real Ray), job specs, and a
+hostile pickle payload."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import ray
@@ -33,6 +35,17 @@ num_centroids = [16, 4]
 epochs = 2
 batch_size = 512
 """
+
+
+class Payload:
+    """A hostile pickle's stand-in: unpickled unrestricted, it creates `marker` (any code could
+    run instead); a test plants it and asserts that the marker never appears."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.marker), "w"))
 
 
 def write_job(root: Path, text: str = TINY_JOB) -> Path:

@@ -1,6 +1,8 @@
 """The `mgqe-dist` entry in-process: one-line errors with exit 2, and a tiny end-to-end run."""
 
 import json
+import socket
+import time
 import tomllib
 from pathlib import Path
 
@@ -35,6 +37,21 @@ def test_train_before_prepare_exits_2(tmp_path: Path, capsys: pytest.CaptureFixt
     job = write_job(tmp_path)
     assert main(["train", str(job)]) == 2
     assert "run `mgqe-dist prepare JOB` first" in capsys.readouterr().err
+
+
+def test_prepared_dir_that_is_a_file_exits_2_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    job = write_job(tmp_path)
+    (tmp_path / "prepared").write_text("notes")
+    assert main(["prepare", str(job)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"mgqe-dist prepare: error: {tmp_path / 'prepared'} is a file; a directory is written "
+        "there\n"
+    )
+    assert "pass 1/2" not in captured.out
+    assert (tmp_path / "prepared").read_text() == "notes"
 
 
 @pytest.mark.parametrize("kind", ["full", "mgqe"])
@@ -95,3 +112,36 @@ def test_every_shipped_embedding_trains_on_tiny_data(
 def test_cuda_without_gpu_is_a_clear_error(tiny_job: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["train", str(tiny_job), "--set", "train.device=cuda"]) == 2
     assert "no CUDA device is available" in capsys.readouterr().err
+
+
+def _submit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, address: str) -> int:
+    monkeypatch.chdir(tmp_path)  # the job spec must lie in the working directory
+    return main(["submit", str(write_job(tmp_path)), "--address", address])
+
+
+def test_submit_to_a_closed_port_exits_2_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert _submit(tmp_path, monkeypatch, f"http://127.0.0.1:{port}") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert f"cannot reach the Ray cluster at http://127.0.0.1:{port}" in err
+
+
+def test_submit_to_a_silent_address_gives_up_in_bounded_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr("mgqe_dist.submit.CONNECT_SECONDS", 1)
+    with socket.socket() as silent:  # accepts connections (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        assert _submit(tmp_path, monkeypatch, address) == 2
+        assert time.monotonic() - started < 10
+    assert f"cannot reach the Ray cluster at {address} (no answer within 1 s)" in (
+        capsys.readouterr().err
+    )

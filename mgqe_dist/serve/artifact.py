@@ -6,8 +6,15 @@ Layout of an artifact directory:
     codes.safetensors     bit-packed codes (uint8 streams), one tensor per table and tier
     weights.safetensors   float32 values: centroids, SQ ranges, FE/LRF rows, dense layers
     vocab/<feature>.parquet  raw id -> id of each table (copied from the prepared data)
-Nothing is unpickled on load: JSON, safetensors and Parquet only. The directory is written
-atomically and every file is checked against the manifest before use.
+The directory is written atomically; an existing directory is only replaced if it holds a
+manifest.json.
+
+Trust model: the manifest's sizes and sha256 sums catch damaged, truncated and mixed-up files,
+not tampering (whoever can write the directory can rewrite the manifest). What loading guarantees
+whatever the directory holds: nothing is unpickled (JSON, safetensors and Parquet only, and
+export reads model.pt weights-only), and only the files of the layout above are read, by names
+the loader makes itself (never a path from the manifest), each of them listed in the manifest
+and verified, inside the directory. Anything else is one ArtifactError naming the file.
 """
 
 from __future__ import annotations
@@ -81,7 +88,7 @@ def export_model(
         for key, value in table.tensors().items():
             target = codes if value.dtype == torch.uint8 else weights
             target[f"{name}.{key}"] = value.contiguous()
-    with atomic_path(out_dir) as tmp:
+    with atomic_path(out_dir, marker=MANIFEST) as tmp:
         tmp.mkdir()
         save_file(codes, tmp / CODES_FILE)
         save_file(weights, tmp / WEIGHTS_FILE)
@@ -130,8 +137,19 @@ def load_run(run_dir: Path) -> tuple[dict, dict, Recommender]:
     spec = json.loads((run_dir / "model.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     model = build_from_spec(spec)
-    state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    weights = run_dir / "model.pt"
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception:  # damaged or hostile: any failure to parse it is a refusal
+        raise ArtifactError(
+            f"{weights} is not a weights-only model state (damaged, or it holds objects other "
+            f"than tensors); refused to load it"
+        ) from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        reason = " ".join(str(exc).split())
+        raise ArtifactError(f"{weights} does not fit {run_dir / 'model.json'}: {reason}") from None
     model.eval()
     return spec, metrics, model
 
@@ -152,8 +170,8 @@ def _copy_vocabs(
     (out / "vocab").mkdir()
     names = []
     for table in spec["tables"]:
-        name = f"vocab/{TABLE_FEATURES[table]}.parquet"
-        source = vocab_dir / f"{TABLE_FEATURES[table]}.parquet"
+        name = vocab_file(table)
+        source = vocab_dir / Path(name).name
         if not source.is_file():
             raise ArtifactError(f"{source} is missing: the run's prepared data is needed for ids")
         if sha256_file(source) != checksums.get(name):
@@ -204,8 +222,14 @@ class ServedModel(nn.Module):
         )
 
 
+def vocab_file(table: str) -> str:
+    """Where table `table`'s vocabulary lies, in an artifact and in the prepared data."""
+    return f"vocab/{TABLE_FEATURES[table]}.parquet"
+
+
 def load_artifact(path: str | Path) -> ServedModel:
-    """Load and verify an artifact; raises ArtifactError naming any missing or changed file."""
+    """Load and verify an artifact; raises ArtifactError naming any missing, changed, unlisted
+    or foreign file (see the module docstring)."""
     root = Path(path)
     manifest = read_manifest(root)
     tensors = {
@@ -219,8 +243,11 @@ def load_artifact(path: str | Path) -> ServedModel:
         own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         return SERVING_FORMATS.get(meta["format"]).from_artifact(meta, own)
 
-    spec = {"model": manifest["model"]["name"], "options": manifest["model"]["options"]}
-    model = build_from_spec({**spec, "tables": tables}, table_builder)
+    try:
+        spec = {"model": manifest["model"]["name"], "options": manifest["model"]["options"]}
+        model = build_from_spec({**spec, "tables": tables}, table_builder)
+    except KeyError as exc:
+        raise ArtifactError(f"{root / MANIFEST}: a model or table entry has no {exc}") from None
     dense = {k: v for k, v in tensors.items() if k.split(".")[0] not in tables}
     try:
         model.load_state_dict(dense)
@@ -230,11 +257,9 @@ def load_artifact(path: str | Path) -> ServedModel:
         ) from exc
     vocabs = {}
     for name, meta in tables.items():
-        vocab = pq.read_table(root / "vocab" / f"{meta['feature']}.parquet")
+        vocab = pq.read_table(root / vocab_file(name))
         if vocab.num_rows != meta["n"] or vocab["id"].to_pylist() != list(range(meta["n"])):
-            raise ArtifactError(
-                f"{root}/vocab/{meta['feature']}.parquet does not match table {name}"
-            )
+            raise ArtifactError(f"{root / vocab_file(name)} does not match table {name}")
         vocabs[name] = vocab["raw_id"].combine_chunks().slice(0, meta["n"] - 1)
     if model_serving_bits(model) != manifest["size"]["model_size_bits"]:
         raise ArtifactError(f"{root}: rebuilt model size differs from the manifest's accounting")
@@ -242,7 +267,8 @@ def load_artifact(path: str | Path) -> ServedModel:
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
-    """The manifest, after checking the format version and every listed file's size and sha256."""
+    """The manifest, after checking its format and every file that loading reads (listed,
+    inside `root`, of the listed size and sha256)."""
     path = root / MANIFEST
     if not path.is_file():
         raise ArtifactError(f"{path} is missing: not a mgqe-dist artifact directory")
@@ -250,21 +276,58 @@ def read_manifest(root: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path} is not valid JSON: {exc}") from exc
-    if manifest.get("format_version") != FORMAT_VERSION:
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if version != FORMAT_VERSION:
         raise ArtifactError(
-            f"{path}: format_version {manifest.get('format_version')!r} is not supported "
+            f"{path}: format_version {version!r} is not supported "
             f"(this mgqe-dist reads version {FORMAT_VERSION})"
         )
-    for name, expected in manifest["files"].items():
-        file = root / name
-        if not file.is_file():
-            raise ArtifactError(f"{file} is missing (listed in {MANIFEST})")
-        size = file.stat().st_size
-        if size != expected["bytes"]:
-            raise ArtifactError(
-                f"{file} has {size} bytes, the manifest says {expected['bytes']} "
-                f"(truncated or replaced)"
-            )
-        if sha256_file(file) != expected["sha256"]:
-            raise ArtifactError(f"{file} content changed: sha256 differs from {MANIFEST}")
+    _check_sections(manifest, path)
+    listed = manifest["files"]
+    needed = [*MODEL_FILES, *(vocab_file(table) for table in manifest["tables"])]
+    foreign = sorted(set(listed) - set(needed))
+    if foreign:
+        raise ArtifactError(f"{path} lists files that are not part of an artifact: {foreign}")
+    for name in needed:
+        if name not in listed:
+            raise ArtifactError(f"{path} does not list {name}, which loading reads")
+        _verify(root, name, listed[name])
     return manifest
+
+
+def _check_sections(manifest: dict[str, Any], path: Path) -> None:
+    """The manifest's sections exist, and each table is one this format knows, with its own
+    feature (so that no vocabulary path comes from the manifest)."""
+    malformed = [
+        key
+        for key in ("model", "tables", "files", "size")
+        if not isinstance(manifest.get(key), dict)
+    ]
+    if malformed:
+        raise ArtifactError(f"{path}: missing or malformed section(s) {malformed}")
+    for table, meta in manifest["tables"].items():
+        feature = meta.get("feature") if isinstance(meta, dict) else None
+        if table not in TABLE_FEATURES or feature != TABLE_FEATURES[table]:
+            raise ArtifactError(
+                f"{path}: table {table!r} with feature {feature!r} is not one of this "
+                f"format's tables {TABLE_FEATURES}"
+            )
+
+
+def _verify(root: Path, name: str, expected: Any) -> None:
+    """One file of the artifact is inside `root` and has the manifest's size and sha256."""
+    file = root / name
+    if not file.resolve().is_relative_to(root.resolve()):
+        raise ArtifactError(f"{file} links outside the artifact directory")
+    if not file.is_file():
+        raise ArtifactError(f"{file} is missing (listed in {MANIFEST})")
+    if not isinstance(expected, dict) or not {"bytes", "sha256"} <= set(expected):
+        raise ArtifactError(f"{root / MANIFEST}: the entry of {name} has no bytes and sha256")
+    size = file.stat().st_size
+    if size != expected["bytes"]:
+        raise ArtifactError(
+            f"{file} has {size} bytes, the manifest says {expected['bytes']} "
+            f"(truncated or replaced)"
+        )
+    if sha256_file(file) != expected["sha256"]:
+        raise ArtifactError(f"{file} content changed: sha256 differs from {MANIFEST}")

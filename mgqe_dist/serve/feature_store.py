@@ -36,6 +36,7 @@ from mgqe_dist.serve.artifact import (
 from mgqe_dist.serve.tables import CodebookTable
 
 ARTIFACT_DIR, DATA_DIR = "artifact", "data"
+STORE_YAML = "feature_store.yaml"
 ITEM_CODES = "item_codes"
 ONLINE_STORES = ("sqlite", "redis")
 
@@ -84,7 +85,7 @@ def init_repo(
     if online_store not in ONLINE_STORES:
         raise ValueError(f"online store must be one of {ONLINE_STORES}, got {online_store!r}")
     repo = Path(repo)
-    with atomic_path(repo) as tmp:
+    with atomic_path(repo, marker=STORE_YAML) as tmp:
         tmp.mkdir()
         export_artifact(run_dir, tmp / ARTIFACT_DIR)
         served = load_artifact(tmp / ARTIFACT_DIR)
@@ -101,7 +102,7 @@ def init_repo(
         pq.write_table(codes, tmp / DATA_DIR / "item_codes.parquet")
         interactions = _interactions(run_dir, served)
         pq.write_table(interactions, tmp / DATA_DIR / "interactions.parquet")
-        (tmp / "feature_store.yaml").write_text(_store_yaml(run_dir, online_store, redis_url))
+        (tmp / STORE_YAML).write_text(_store_yaml(run_dir, online_store, redis_url))
         (tmp / "features.py").write_text(_features_py(codes, interactions))
     store = _apply(repo)
     store.materialize(now - pd.Timedelta(days=1), now + pd.Timedelta(seconds=1), [ITEM_CODES])

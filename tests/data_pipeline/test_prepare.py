@@ -2,6 +2,9 @@
 
 import dataclasses
 import json
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -398,3 +401,86 @@ def test_a_feature_cannot_be_one_of_the_log_columns(tmp_path: Path) -> None:
     )
     with pytest.raises(ValidationError, match="'item_id' is listed twice or is one of the log"):
         prepare(cfg, seed=0)
+
+
+RATINGS = "1::5::4::1000\n1::6::4::1010\n1::7::4::1020\n"
+
+
+def test_prepared_dir_that_holds_the_source_is_refused_and_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    source = tmp_path / "ml-1m"
+    source.mkdir()
+    (source / "ratings.dat").write_text(RATINGS)
+    cfg = DataConfig(source=str(source), prepared_dir=str(source))
+    with pytest.raises(ValueError, match=r"ml-1m holds the source .*ratings\.dat"):
+        prepare(cfg, seed=0)
+    assert (source / "ratings.dat").read_text() == RATINGS
+    assert "pass 1/2" not in capsys.readouterr().out  # refused before any work
+
+
+def test_prepared_dir_inside_the_source_is_refused(tmp_path: Path) -> None:
+    source = _log_dir(tmp_path, pa.table(GOOD))
+    cfg = DataConfig(source=str(source), prepared_dir=str(source / "prepared"))
+    with pytest.raises(ValueError, match="prepared is inside the source"):
+        prepare(cfg, seed=0)
+    assert sorted(p.name for p in source.iterdir()) == ["part-0.parquet"]
+
+
+def test_unrelated_directory_as_prepared_dir_is_refused_and_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    home = tmp_path / "prepared"
+    home.mkdir()
+    (home / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match=r"prepared is a non-empty directory without stats\.json"):
+        prepare(_cfg(tmp_path, _log_dir(tmp_path, pa.table(GOOD))), seed=0)
+    assert (home / "notes.txt").read_text() == "keep me"
+    assert "pass 1/2" not in capsys.readouterr().out
+
+
+def test_prepared_dir_that_is_a_file_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "prepared").write_text("notes")
+    with pytest.raises(ValueError, match="prepared is a file; a directory is written there"):
+        prepare(_cfg(tmp_path, _log_dir(tmp_path, pa.table(GOOD))), seed=0)
+    assert (tmp_path / "prepared").read_text() == "notes"
+    assert "pass 1/2" not in capsys.readouterr().out
+
+
+def test_rebuild_replaces_the_earlier_prepared_dataset(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, _log_dir(tmp_path, pa.table(GOOD)))
+    first = (prepare(cfg, seed=0) / "stats.json").stat().st_mtime_ns
+    assert (prepare(cfg, seed=0, force=True) / "stats.json").stat().st_mtime_ns > first
+
+
+def test_partial_output_of_a_killed_prepare_is_removed_by_the_next(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    partial = tmp_path / f".prepared.partial-{socket.gethostname()}-{dead.pid}-k9x2m1qa"
+    (partial / "prepared").mkdir(parents=True)
+    (partial / "prepared" / "train.parquet").write_bytes(bytes(1000))
+    prepare(_cfg(tmp_path, _log_dir(tmp_path, pa.table(GOOD))), seed=0)
+    assert not partial.exists()
+    assert f"removed {partial}: left by an interrupted write" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source", ["logs", "logs/*.parquet"])
+def test_spark_dataset_directory_is_read_as_its_part_files(tmp_path: Path, source: str) -> None:
+    spark = tmp_path / "logs" / "events.parquet"
+    spark.mkdir(parents=True)
+    pq.write_table(pa.table(GOOD), spark / "part-00000-5f1e.c000.snappy.parquet")
+    (spark / "_SUCCESS").write_text("")
+    (spark / ".part-00000-5f1e.c000.snappy.parquet.crc").write_bytes(b"crc")
+    unfinished = spark / "_temporary" / "0"  # an interrupted write's rows: not part of the data
+    unfinished.mkdir(parents=True)
+    pq.write_table(pa.table(GOOD), unfinished / "part-00001.snappy.parquet")
+    out = prepare(_cfg(tmp_path, tmp_path / source), seed=0)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["rows"]["input"] == 3
+    assert list(stats["fingerprint"]["source"]) == [
+        str(spark / "part-00000-5f1e.c000.snappy.parquet")
+    ]

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import torch
 
+from data_pipeline.files import sha256_file
 from mgqe_dist.cli import main
 from mgqe_dist.config import EmbeddingConfig, load_job
 from mgqe_dist.models import Recommender, model_options
 from mgqe_dist.serve import ArtifactError, ServedModel, export_model, load_artifact
 from mgqe_dist.train.data import load_prepared
 from mgqe_dist.train.factory import build_from_spec, table_spec
-from tests.conftest import TINY_JOB, write_job
+from tests.conftest import TINY_JOB, Payload, write_job
 
 KINDS = ["full", "sq", "dpq", "mgqe"]
 # DPQ has one tier, so one K; the tiny job's MGQE uses K = [16, 4].
@@ -116,9 +118,21 @@ def test_manifest_describes_tables_and_files(mgqe_artifact: Path) -> None:
 
 
 def _copy(artifact: Path, tmp_path: Path) -> Path:
-    import shutil
-
     return Path(shutil.copytree(artifact, tmp_path / "copy"))
+
+
+def _manifest(art: Path) -> dict:
+    return json.loads((art / "manifest.json").read_text())
+
+
+def _rewrite(art: Path, manifest: dict) -> None:
+    (art / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
 
 
 def test_truncated_file_is_detected(mgqe_artifact: Path, tmp_path: Path) -> None:
@@ -131,17 +145,14 @@ def test_truncated_file_is_detected(mgqe_artifact: Path, tmp_path: Path) -> None
 
 def test_changed_byte_is_detected(mgqe_artifact: Path, tmp_path: Path) -> None:
     art = _copy(mgqe_artifact, tmp_path)
-    data = bytearray((art / "weights.safetensors").read_bytes())
-    data[-1] ^= 0xFF
-    (art / "weights.safetensors").write_bytes(bytes(data))
+    _flip_last_byte(art / "weights.safetensors")
     with pytest.raises(ArtifactError, match=r"weights\.safetensors content changed"):
         load_artifact(art)
 
 
 def test_unknown_format_version_is_refused(mgqe_artifact: Path, tmp_path: Path) -> None:
     art = _copy(mgqe_artifact, tmp_path)
-    manifest = json.loads((art / "manifest.json").read_text())
-    (art / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    _rewrite(art, {**_manifest(art), "format_version": 99})
     with pytest.raises(ArtifactError, match="format_version 99 is not supported"):
         load_artifact(art)
 
@@ -166,3 +177,92 @@ def test_size_on_disk_is_within_2_percent_of_accounting(tmp_path: Path) -> None:
     size = served.manifest["size"]
     assert size["model_size_bits"] == metrics["model_size_bits"]
     assert 1.0 <= size["file_bytes_over_accounting"] <= 1.02
+
+
+@pytest.mark.parametrize("listed", ["../outside/secret", "{tmp}/outside/secret"])
+def test_listed_path_outside_the_artifact_is_refused_unread(
+    mgqe_artifact: Path, tmp_path: Path, listed: str
+) -> None:
+    art = _copy(mgqe_artifact, tmp_path)
+    secret = tmp_path / "outside" / "secret"
+    secret.parent.mkdir()
+    secret.write_bytes(b"x" * 4321)
+    manifest = _manifest(art)
+    entry = {"bytes": 4321, "sha256": sha256_file(secret)}  # right, so only the name can fail
+    manifest["files"][listed.format(tmp=tmp_path)] = entry
+    _rewrite(art, manifest)
+    with pytest.raises(ArtifactError, match="lists files that are not part of an artifact") as e:
+        load_artifact(art)
+    assert "4321" not in str(e.value)
+
+
+def test_feature_naming_a_vocabulary_outside_the_artifact_is_refused(
+    mgqe_artifact: Path, tmp_path: Path
+) -> None:
+    art = _copy(mgqe_artifact, tmp_path)
+    (tmp_path / "outside").mkdir()
+    shutil.copyfile(art / "vocab" / "item_id.parquet", tmp_path / "outside" / "evil.parquet")
+    manifest = _manifest(art)
+    manifest["tables"]["items"]["feature"] = "../../outside/evil"
+    _rewrite(art, manifest)
+    with pytest.raises(ArtifactError, match=r"table 'items' with feature '\.\./\.\./outside/evil'"):
+        load_artifact(art)
+
+
+def test_a_file_left_out_of_the_listing_is_refused(mgqe_artifact: Path, tmp_path: Path) -> None:
+    art = _copy(mgqe_artifact, tmp_path)
+    _flip_last_byte(art / "weights.safetensors")
+    manifest = _manifest(art)
+    del manifest["files"]["weights.safetensors"]  # so that the changed file is not checked
+    _rewrite(art, manifest)
+    with pytest.raises(ArtifactError, match=r"does not list weights\.safetensors, which loading"):
+        load_artifact(art)
+
+
+def test_manifest_without_files_is_refused(mgqe_artifact: Path, tmp_path: Path) -> None:
+    art = _copy(mgqe_artifact, tmp_path)
+    manifest = _manifest(art)
+    del manifest["files"]
+    _rewrite(art, manifest)
+    with pytest.raises(ArtifactError, match=r"missing or malformed section\(s\) \['files'\]"):
+        load_artifact(art)
+
+
+def test_vocabulary_linked_from_outside_the_artifact_is_refused(
+    mgqe_artifact: Path, tmp_path: Path
+) -> None:
+    art = _copy(mgqe_artifact, tmp_path)
+    shutil.move(art / "vocab", tmp_path / "elsewhere")  # same files, hashes still match
+    (art / "vocab").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ArtifactError, match=r"vocab/\w+\.parquet links outside the artifact"):
+        load_artifact(art)
+
+
+@pytest.mark.parametrize("damage", ["payload", "garbage", "truncated"])
+def test_tampered_model_file_exits_2_naming_it(
+    mgqe_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture, damage: str
+) -> None:
+    run = Path(shutil.copytree(mgqe_artifact.parent / "run", tmp_path / "run"))
+    marker = tmp_path / "code-ran"
+    if damage == "payload":
+        torch.save({"items.weight": Payload(marker)}, run / "model.pt")
+    elif damage == "garbage":
+        (run / "model.pt").write_bytes(b"not a torch file")
+    else:
+        data = (run / "model.pt").read_bytes()
+        (run / "model.pt").write_bytes(data[: len(data) // 2])
+    assert main(["export", str(run), "--out", str(tmp_path / "artifact")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert f"{run / 'model.pt'} is not a weights-only model state" in err
+    assert not marker.exists() and not (tmp_path / "artifact").exists()
+
+
+def test_export_onto_a_directory_that_is_no_artifact_exits_2_and_keeps_it(
+    mgqe_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = Path(shutil.copytree(mgqe_artifact.parent / "run", tmp_path / "run"))
+    before = sorted(p.name for p in run.iterdir())
+    assert main(["export", str(run), "--out", str(run)]) == 2
+    assert "run is a non-empty directory without manifest.json" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == before
