@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -67,6 +69,20 @@ def mean_seconds(
         step()
     _sync(device)
     return (time.perf_counter() - start) / steps
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak-RSS window for this process (Linux: VmHWM is reset by clear_refs)."""
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process since the last `reset_peak_rss`, in GiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    raise RuntimeError("no VmHWM in /proc/self/status (peak RSS needs Linux)")
 
 
 def _sync(device: torch.device) -> None:

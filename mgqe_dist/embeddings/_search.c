@@ -1,9 +1,11 @@
 /* Nearest-centroid assignment for MGQE/DPQ on CPU, with the statistics the centroid loss needs.
  *
- * For rows x (n, dims, width) and codebooks book (dims, k, width), float32: codes[i, j] = the
- * centroid of book[j] nearest to x[i, j], chosen[i, j] = its value, and per centroid the summed
- * weight (counts) and weighted sum (sums) of the rows assigned to it. With those the loss and
- * its gradient need no per-value scatter (see _centroid_loss in mgqe.py).
+ * For sub-vectors x (dims, n, width) and codebooks book (dims, k, width), float32: codes[j, i]
+ * = the centroid of book[j] nearest to x[j, i], chosen[j, i] = its value, and per centroid the
+ * summed weight (counts) and weighted sum (sums) of the rows assigned to it. With those the
+ * loss and its gradient need no per-value scatter (see _centroid_loss in mgqe.py). Everything
+ * is subspace-major, so a subspace's values and outputs are contiguous: row-major strides of
+ * dims * 4 bytes made every access a cache miss once a batch no longer fit in L2.
  *
  * - width 1 (the paper's D = d): sort each subspace's centroids and locate every value among
  *   the midpoints of neighbours through a uniform grid, O(1) per value for spread centroids.
@@ -12,13 +14,13 @@
  *   outwards from the value's place until that coordinate alone is farther than the best
  *   distance: about sqrt(k) distances in 2 dimensions instead of k.
  *
- * Subspaces are split between `threads` threads. mgqe.py uses this when the install step built
- * it and falls back to torch ops otherwise (same codes).
+ * One thread: split between two, it ran slower, against torch's OpenMP threads spinning after
+ * each parallel region. mgqe.py uses this when the install step built it and falls back to
+ * torch ops otherwise (same codes).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,13 +29,12 @@
  * subspace falls back to binary search. */
 #define BINS_PER_MIDPOINT 4
 #define MAX_PER_BIN 8
-#define MAX_THREADS 64
 
 typedef struct {
     const float *x, *book, *weight;
     int64_t *codes;
     float *chosen, *counts, *sums;
-    Py_ssize_t n, dims, k, width, first, last; /* this job's subspaces: [first, last) */
+    Py_ssize_t n, dims, k, width, first, last; /* the subspaces searched: [first, last) */
     double error;
     int failed;
 } Job;
@@ -75,12 +76,12 @@ static Py_ssize_t bin_of(float v, float lo, float scale, Py_ssize_t bins) {
     return position >= (float)(bins - 1) ? bins - 1 : (Py_ssize_t)position;
 }
 
-/* slots[i] = the count of midpoints < x[i, j] (as searchsorted gives it; NaN goes past every
+/* slots[i] = the count of midpoints < x[j, i] (as searchsorted gives it; NaN goes past every
  * midpoint). A uniform grid gives each value the midpoints of its own bin, compared without
  * branches; a subspace whose midpoints crowd one bin is binary-searched instead. `mid` has
  * room for MAX_PER_BIN more floats. */
-static void locate(const float *x, Py_ssize_t n, Py_ssize_t dims, Py_ssize_t j, float *mid,
-                   Py_ssize_t num_mid, Py_ssize_t *grid, Py_ssize_t *slots) {
+static void locate(const float *x, Py_ssize_t n, Py_ssize_t j, float *mid, Py_ssize_t num_mid,
+                   Py_ssize_t *grid, Py_ssize_t *slots) {
     const Py_ssize_t bins = BINS_PER_MIDPOINT * (num_mid + 1);
     Py_ssize_t finite = num_mid; /* the grid spans the finite midpoints */
     while (finite > 0 && mid[finite - 1] == INFINITY) finite--;
@@ -95,7 +96,7 @@ static void locate(const float *x, Py_ssize_t n, Py_ssize_t dims, Py_ssize_t j, 
     }
     for (Py_ssize_t c = num_mid; c < num_mid + MAX_PER_BIN; c++) mid[c] = INFINITY;
     for (Py_ssize_t i = 0; i < n; i++) {
-        const float value = x[i * dims + j];
+        const float value = x[j * n + i];
         Py_ssize_t slot;
         if (value != value) {
             slot = num_mid;
@@ -115,11 +116,11 @@ static void locate(const float *x, Py_ssize_t n, Py_ssize_t dims, Py_ssize_t j, 
 
 /* Record that row i's subspace j is assigned to centroid `code`. */
 static void assign_one(Job *job, Py_ssize_t i, Py_ssize_t j, Py_ssize_t code) {
-    const Py_ssize_t width = job->width, at = (i * job->dims + j) * width;
+    const Py_ssize_t width = job->width, at = (j * job->n + i) * width;
     const Py_ssize_t centroid = j * job->k + code;
     const float *centre = job->book + centroid * width;
     const float w = job->weight[i];
-    job->codes[i * job->dims + j] = code;
+    job->codes[j * job->n + i] = code;
     job->counts[centroid] += w;
     for (Py_ssize_t t = 0; t < width; t++) {
         const float value = job->x[at + t], gap = value - centre[t];
@@ -140,14 +141,13 @@ static void midpoints(const float *values, Py_ssize_t k, float *mid) {
                                           : INFINITY;
 }
 
-static void *run_scalar(void *arg) {
-    Job *job = arg;
+static void run_scalar(Job *job) {
     const Py_ssize_t k = job->k, n = job->n, grid_size = BINS_PER_MIDPOINT * k + 1;
     char *scratch = malloc(k * (2 * sizeof(uint64_t) + sizeof(Py_ssize_t) + 2 * sizeof(float))
                            + MAX_PER_BIN * sizeof(float) + (grid_size + n) * sizeof(Py_ssize_t));
     if (scratch == NULL) {
         job->failed = 1;
-        return NULL;
+        return;
     }
     uint64_t *keys = (uint64_t *)scratch, *tmp = keys + k;
     Py_ssize_t *order = (Py_ssize_t *)(tmp + k), *grid = order + k, *slots = grid + grid_size;
@@ -155,11 +155,11 @@ static void *run_scalar(void *arg) {
     for (Py_ssize_t j = job->first; j < job->last; j++) {
         sort_centroids(job->book + j * k, k, keys, tmp, values, order);
         midpoints(values, k, mid);
-        locate(job->x, n, job->dims, j, mid, k - 1, grid, slots);
+        locate(job->x, n, j, mid, k - 1, grid, slots);
         for (Py_ssize_t i = 0; i < n; i++) assign_one(job, i, j, order[slots[i]]);
     }
     free(scratch);
-    return NULL;
+    return;
 }
 
 /* Squared distance between two width-long vectors, summed over t in order (as torch's
@@ -227,13 +227,12 @@ static int has_nan(const float *values, Py_ssize_t count) {
     return 0;
 }
 
-static void *run_dense(void *arg) {
-    Job *job = arg;
+static void run_dense(Job *job) {
     const Py_ssize_t k = job->k, width = job->width;
     char *scratch = malloc(k * (2 * sizeof(uint64_t) + sizeof(Py_ssize_t) + (width + 2) * sizeof(float)));
     if (scratch == NULL) {
         job->failed = 1;
-        return NULL;
+        return;
     }
     uint64_t *keys = (uint64_t *)scratch, *tmp = keys + k;
     Py_ssize_t *order = (Py_ssize_t *)(tmp + k);
@@ -246,7 +245,7 @@ static void *run_dense(void *arg) {
             memcpy(rows + c * width, book_j + order[c] * width, width * sizeof(float));
         const int broken = has_nan(book_j, k * width);
         for (Py_ssize_t i = 0; i < job->n; i++) {
-            const float *value = job->x + (i * job->dims + j) * width;
+            const float *value = job->x + (j * job->n + i) * width;
             const Py_ssize_t code = broken || has_nan(value, width)
                                         ? nearest_brute(value, book_j, k, width)
                                         : nearest_sorted(value, first, rows, order, k, width);
@@ -254,51 +253,21 @@ static void *run_dense(void *arg) {
         }
     }
     free(scratch);
-    return NULL;
+    return;
 }
 
 static int sizes_match(const Py_buffer *buffer, Py_ssize_t count, size_t item) {
     return buffer->len == (Py_ssize_t)(count * item);
 }
 
-/* Runs `work` on `threads` jobs, each over a contiguous range of subspaces; returns the summed
- * squared error, or -1 when a job could not allocate its scratch. */
-static double run_jobs(void *(*work)(void *), const Job *shape, int threads) {
-    Job jobs[MAX_THREADS];
-    pthread_t ids[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
-    threads = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
-    threads = threads > shape->dims ? (int)shape->dims : threads;
-    for (int t = 0; t < threads; t++) {
-        jobs[t] = *shape;
-        jobs[t].first = shape->dims * t / threads;
-        jobs[t].last = shape->dims * (t + 1) / threads;
-        if (t > 0) started[t] = pthread_create(&ids[t], NULL, work, &jobs[t]) == 0;
-    }
-    work(&jobs[0]);
-    double error = 0;
-    int failed = 0;
-    for (int t = 0; t < threads; t++) {
-        if (t > 0 && started[t])
-            pthread_join(ids[t], NULL);
-        else if (t > 0)
-            work(&jobs[t]); /* no thread to be had: do it here */
-        error += jobs[t].error;
-        failed |= jobs[t].failed;
-    }
-    return failed ? -1 : error;
-}
-
 static PyObject *assign(PyObject *self, PyObject *args) {
     Py_buffer x, book, weight, codes, chosen, counts, sums;
-    Job shape = {0};
-    int threads;
-    if (!PyArg_ParseTuple(args, "y*y*y*w*w*w*w*nnnni", &x, &book, &weight, &codes, &chosen,
-                          &counts, &sums, &shape.n, &shape.dims, &shape.k, &shape.width,
-                          &threads))
+    Job job = {0};
+    if (!PyArg_ParseTuple(args, "y*y*y*w*w*w*w*nnnn", &x, &book, &weight, &codes, &chosen,
+                          &counts, &sums, &job.n, &job.dims, &job.k, &job.width))
         return NULL;
     PyObject *result = NULL;
-    const Py_ssize_t n = shape.n, dims = shape.dims, k = shape.k, width = shape.width;
+    const Py_ssize_t n = job.n, dims = job.dims, k = job.k, width = job.width;
     if (n < 0 || dims < 1 || k < 1 || width < 1
         || !sizes_match(&x, n * dims * width, sizeof(float))
         || !sizes_match(&book, dims * k * width, sizeof(float))
@@ -310,20 +279,23 @@ static PyObject *assign(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "assign: buffer sizes do not match the shape");
         goto done;
     }
-    shape.x = x.buf;
-    shape.book = book.buf;
-    shape.weight = weight.buf;
-    shape.codes = codes.buf;
-    shape.chosen = chosen.buf;
-    shape.counts = counts.buf;
-    shape.sums = sums.buf;
-    double error;
+    job.x = x.buf;
+    job.book = book.buf;
+    job.weight = weight.buf;
+    job.codes = codes.buf;
+    job.chosen = chosen.buf;
+    job.counts = counts.buf;
+    job.sums = sums.buf;
+    job.last = dims;
     Py_BEGIN_ALLOW_THREADS
     memset(counts.buf, 0, counts.len);
     memset(sums.buf, 0, sums.len);
-    error = run_jobs(width == 1 ? run_scalar : run_dense, &shape, threads);
+    if (width == 1)
+        run_scalar(&job);
+    else
+        run_dense(&job);
     Py_END_ALLOW_THREADS
-    result = error < 0 ? PyErr_NoMemory() : PyFloat_FromDouble(error);
+    result = job.failed ? PyErr_NoMemory() : PyFloat_FromDouble(job.error);
 done:
     PyBuffer_Release(&x);
     PyBuffer_Release(&book);
@@ -337,7 +309,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"assign", assign, METH_VARARGS,
-     "assign(x, book, weight, codes, chosen, counts, sums, n, dims, k, width, threads) -> "
+     "assign(x, book, weight, codes, chosen, counts, sums, n, dims, k, width) -> "
      "weighted squared error; fills codes, chosen, counts and sums (see the module comment)."},
     {NULL, NULL, 0, NULL},
 };

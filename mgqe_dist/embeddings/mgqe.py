@@ -45,7 +45,8 @@ _CPU_SEARCH_CHUNK_ELEMENTS = 1 << 18
 _SEARCH_CHUNK_ELEMENTS = 1 << 24
 # Rows coded at once when a whole table is coded (export).
 _EXPORT_CHUNK_ROWS = 1 << 16
-# Widest subspace the C kernel searches by brute force; wider ones go to a batched matmul.
+# Widest subspace the C kernel searches (outwards from the value's place among centroids
+# sorted by one coordinate, which prunes less as width grows); wider ones go to a matmul.
 _COMPILED_MAX_WIDTH = 8
 
 
@@ -335,26 +336,28 @@ def _compiled(e: torch.Tensor, book: torch.Tensor) -> bool:
 
 
 def _assign_compiled(e: torch.Tensor, book: torch.Tensor, weight: torch.Tensor) -> _Assignment:
-    """`_assign` by the C kernel (see _search.c), on torch's number of threads."""
+    """`_assign` by the C kernel (see _search.c). The kernel works subspace-major: e goes in
+    transposed, codes and chosen come out as transposed views."""
     assert _search is not None
-    e, book = e.contiguous(), book.contiguous()
-    codes = torch.empty(e.shape[:2], dtype=torch.long)
-    chosen = torch.empty(e.shape)
+    rows, num_sub, width = e.shape
+    by_subspace, book = e.transpose(0, 1).contiguous(), book.contiguous()
+    codes = torch.empty((num_sub, rows), dtype=torch.long)
+    chosen = torch.empty((num_sub, rows, width))
     counts, sums = torch.empty(book.shape[:2]), torch.empty(book.shape)
     squared_error = _search.assign(
-        e.numpy(),
+        by_subspace.numpy(),
         book.numpy(),
         weight.to(torch.float32).contiguous().numpy(),
         codes.numpy(),
         chosen.numpy(),
         counts.numpy(),
         sums.numpy(),
-        len(e),
-        *book.shape[:2],  # dims, k
-        book.shape[2],  # width
-        torch.get_num_threads(),
+        rows,
+        num_sub,
+        book.shape[1],
+        width,
     )
-    return _Assignment(codes, chosen, counts, sums, torch.tensor(squared_error))
+    return _Assignment(codes.T, chosen.transpose(0, 1), counts, sums, torch.tensor(squared_error))
 
 
 def _nearest(e: torch.Tensor, book: torch.Tensor) -> torch.Tensor:

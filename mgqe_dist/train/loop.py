@@ -43,7 +43,7 @@ def train_epochs(
     """Train, validate each epoch, keep the weights with the best `validate()[select_by]`
     (highest if `maximize`, else lowest); select_by None keeps the last epoch's weights."""
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    optimizer = make_optimizer(model, cfg.learning_rate)
     tables = embedding_modules(model)
     history: list[dict[str, Any]] = []
     sign = 1.0 if maximize else -1.0
@@ -54,8 +54,10 @@ def train_epochs(
         batches = torch.randperm(len(samples[0]), generator=generator).split(cfg.batch_size)
         model.train()
         losses = _run_epoch(model, optimizer, objective, tables, samples, batches, cfg, epoch)
+        trained = time.time()
         model.eval()
         record: dict[str, Any] = {"epoch": epoch, **losses, **validate()}
+        record["train_seconds"] = round(trained - started, 2)
         record["seconds"] = round(time.time() - started, 2)
         history.append(record)
         score = sign * record[select_by] if select_by else float(epoch)
@@ -74,6 +76,30 @@ def train_epochs(
     if select_by:
         model.load_state_dict(best_state)
     return TrainResult(history, best_epoch, stopped_early=len(history) < cfg.epochs)
+
+
+def make_optimizer(model: nn.Module, learning_rate: float) -> torch.optim.Optimizer:
+    """Adam over all parameters, as NCF and SASRec train. The fused kernel (one pass over each
+    parameter, no temporaries) takes a fifth of the for-loop implementation's time on CPU,
+    which for full tables is most of a training step; same update rule."""
+    return torch.optim.Adam(model.parameters(), lr=learning_rate, fused=True)
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    objective: Objective,
+    tables: list[EmbeddingModule],
+    batch: Samples,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on a batch: task loss plus the tables' auxiliary (centroid) losses;
+    returns both, detached."""
+    task = objective.loss(model, batch)
+    aux = sum((t.extra_loss() for t in tables), torch.zeros(()))
+    optimizer.zero_grad(set_to_none=True)
+    (task + aux).backward()
+    optimizer.step()
+    return task.detach(), aux.detach()
 
 
 def print_epoch(record: dict[str, Any], epochs: int, best: bool) -> None:
@@ -105,13 +131,11 @@ def _run_epoch(
     started = time.time()
     task_sum = aux_sum = 0.0
     for step, batch in enumerate(batches, start=1):
-        task = objective.loss(model, tuple(t[batch].to(device) for t in samples))
-        aux = sum((t.extra_loss() for t in tables), torch.zeros(()))
-        optimizer.zero_grad(set_to_none=True)
-        (task + aux).backward()
-        optimizer.step()
+        task, aux = train_step(
+            model, optimizer, objective, tables, tuple(t[batch].to(device) for t in samples)
+        )
         task_sum += task.item()
-        aux_sum += aux.detach().item()
+        aux_sum += aux.item()
         if report_every and step % report_every == 0 and step < len(batches):
             rate = step * cfg.batch_size / (time.time() - started)
             print(
