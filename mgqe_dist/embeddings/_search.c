@@ -1,11 +1,11 @@
 /* Nearest-centroid assignment for MGQE/DPQ on CPU, with the statistics the centroid loss needs.
  *
- * For sub-vectors x (dims, n, width) and codebooks book (dims, k, width), float32: codes[j, i]
- * = the centroid of book[j] nearest to x[j, i], chosen[j, i] = its value, and per centroid the
- * summed weight (counts) and weighted sum (sums) of the rows assigned to it. With those the
- * loss and its gradient need no per-value scatter (see _centroid_loss in mgqe.py). Everything
- * is subspace-major, so a subspace's values and outputs are contiguous: row-major strides of
- * dims * 4 bytes made every access a cache miss once a batch no longer fit in L2.
+ * For rows x (n, dims, width) and codebooks book (dims, k, width), float32: codes[i, j] = the
+ * centroid of book[j] nearest to x[i, j], chosen[i, j] = its value, and per centroid the summed
+ * weight (counts) and weighted sum (sums) of the rows assigned to it. With those the loss and
+ * its gradient need no per-value scatter (see _centroid_loss in mgqe.py). The loops run
+ * subspace by subspace (one subspace's search tables stay in L1) over row-major arrays: a
+ * subspace-major layout ran no faster here once the transposes around it were counted.
  *
  * - width 1 (the paper's D = d): sort each subspace's centroids and locate every value among
  *   the midpoints of neighbours through a uniform grid, O(1) per value for spread centroids.
@@ -76,12 +76,12 @@ static Py_ssize_t bin_of(float v, float lo, float scale, Py_ssize_t bins) {
     return position >= (float)(bins - 1) ? bins - 1 : (Py_ssize_t)position;
 }
 
-/* slots[i] = the count of midpoints < x[j, i] (as searchsorted gives it; NaN goes past every
+/* slots[i] = the count of midpoints < x[i, j] (as searchsorted gives it; NaN goes past every
  * midpoint). A uniform grid gives each value the midpoints of its own bin, compared without
  * branches; a subspace whose midpoints crowd one bin is binary-searched instead. `mid` has
  * room for MAX_PER_BIN more floats. */
-static void locate(const float *x, Py_ssize_t n, Py_ssize_t j, float *mid, Py_ssize_t num_mid,
-                   Py_ssize_t *grid, Py_ssize_t *slots) {
+static void locate(const float *x, Py_ssize_t n, Py_ssize_t dims, Py_ssize_t j, float *mid,
+                   Py_ssize_t num_mid, Py_ssize_t *grid, Py_ssize_t *slots) {
     const Py_ssize_t bins = BINS_PER_MIDPOINT * (num_mid + 1);
     Py_ssize_t finite = num_mid; /* the grid spans the finite midpoints */
     while (finite > 0 && mid[finite - 1] == INFINITY) finite--;
@@ -96,7 +96,7 @@ static void locate(const float *x, Py_ssize_t n, Py_ssize_t j, float *mid, Py_ss
     }
     for (Py_ssize_t c = num_mid; c < num_mid + MAX_PER_BIN; c++) mid[c] = INFINITY;
     for (Py_ssize_t i = 0; i < n; i++) {
-        const float value = x[j * n + i];
+        const float value = x[i * dims + j];
         Py_ssize_t slot;
         if (value != value) {
             slot = num_mid;
@@ -116,11 +116,11 @@ static void locate(const float *x, Py_ssize_t n, Py_ssize_t j, float *mid, Py_ss
 
 /* Record that row i's subspace j is assigned to centroid `code`. */
 static void assign_one(Job *job, Py_ssize_t i, Py_ssize_t j, Py_ssize_t code) {
-    const Py_ssize_t width = job->width, at = (j * job->n + i) * width;
+    const Py_ssize_t width = job->width, at = (i * job->dims + j) * width;
     const Py_ssize_t centroid = j * job->k + code;
     const float *centre = job->book + centroid * width;
     const float w = job->weight[i];
-    job->codes[j * job->n + i] = code;
+    job->codes[i * job->dims + j] = code;
     job->counts[centroid] += w;
     for (Py_ssize_t t = 0; t < width; t++) {
         const float value = job->x[at + t], gap = value - centre[t];
@@ -155,7 +155,7 @@ static void run_scalar(Job *job) {
     for (Py_ssize_t j = job->first; j < job->last; j++) {
         sort_centroids(job->book + j * k, k, keys, tmp, values, order);
         midpoints(values, k, mid);
-        locate(job->x, n, j, mid, k - 1, grid, slots);
+        locate(job->x, n, job->dims, j, mid, k - 1, grid, slots);
         for (Py_ssize_t i = 0; i < n; i++) assign_one(job, i, j, order[slots[i]]);
     }
     free(scratch);
@@ -245,7 +245,7 @@ static void run_dense(Job *job) {
             memcpy(rows + c * width, book_j + order[c] * width, width * sizeof(float));
         const int broken = has_nan(book_j, k * width);
         for (Py_ssize_t i = 0; i < job->n; i++) {
-            const float *value = job->x + (j * job->n + i) * width;
+            const float *value = job->x + (i * job->dims + j) * width;
             const Py_ssize_t code = broken || has_nan(value, width)
                                         ? nearest_brute(value, book_j, k, width)
                                         : nearest_sorted(value, first, rows, order, k, width);

@@ -19,7 +19,9 @@ class FullEmbedding(EmbeddingModule):
         nn.init.normal_(self.weight, std=init_std)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return nn.functional.embedding(ids, self.weight)
+        # index_select's backward (index_add) is about 1.5x faster on CPU than embedding's.
+        rows = self.weight.index_select(0, ids.reshape(-1))
+        return rows.view(*ids.shape, self.embedding_dim)
 
     def serving_bits(self) -> int:
         return self.num_embeddings * self.embedding_dim * FLOAT_BITS

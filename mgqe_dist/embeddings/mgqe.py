@@ -129,7 +129,9 @@ class TieredQuantizer(nn.Module):
         one_each = torch.empty_like(unique).scatter_(
             0, inverse, torch.arange(len(ids), device=ids.device)
         )
-        return self.quantize_sorted(unique, rows.index_select(0, one_each), counts)[inverse]
+        return self.quantize_sorted(unique, rows.index_select(0, one_each), counts).index_select(
+            0, inverse
+        )
 
     def quantize_sorted(
         self, ids: torch.Tensor, rows: torch.Tensor, counts: torch.Tensor
@@ -143,28 +145,28 @@ class TieredQuantizer(nn.Module):
         accumulates for `extra_loss`.
         """
         training = torch.is_grad_enabled()
-        parts = []
-        loss = rows.new_zeros(())
+        chosen, loss = [], rows.new_zeros(())
         for tier, lo, hi in self._tier_ranges(ids):
             e = rows[lo:hi].view(hi - lo, self.subspaces[tier], -1)
             book = self.codebook(tier)
             weight = counts[lo:hi].to(rows.dtype)
             found = _assign(e.detach(), book.detach(), weight)
-            if not training:
-                parts.append(found.chosen.reshape(len(e), -1))
-                continue
-            parts.append((e + (found.chosen - e).detach()).reshape(len(e), -1))
-            loss = loss + self.centroid_loss_weight * _centroid_loss(found, book)
-            if self.commitment_weight:
+            chosen.append(found.chosen.reshape(hi - lo, -1))
+            if training:
+                loss = loss + self.centroid_loss_weight * _centroid_loss(found, book)
+            if training and self.commitment_weight:
                 loss = loss + self.commitment_weight * (
                     (e - found.chosen).pow(2).sum((1, 2)) @ weight
                 )
-        if training and len(ids):
+        value = torch.cat(chosen) if chosen else rows.new_empty((0, self.embedding_dim))
+        if not training:
+            return value
+        if len(ids):
             loss = loss / (counts.sum() * self.embedding_dim)
             self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss
-        if not parts:
-            return rows.new_empty((0, self.embedding_dim))
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+        # One straight-through step over all tiers: the task gradient reaches the rows whole,
+        # with no per-tier slicing in backward.
+        return rows + (value - rows).detach()
 
     @torch.no_grad()
     def codes_sorted(self, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -248,10 +250,9 @@ class MGQEEmbedding(TieredQuantizer, EmbeddingModule):
         unique, inverse, counts = torch.unique(
             ids.reshape(-1), return_inverse=True, return_counts=True
         )
-        quantized = self.quantize_sorted(
-            unique, nn.functional.embedding(unique, self.query), counts
-        )
-        return nn.functional.embedding(inverse, quantized).reshape(*ids.shape, self.embedding_dim)
+        # index_select rather than embedding: its backward (index_add) is faster on CPU.
+        quantized = self.quantize_sorted(unique, self.query.index_select(0, unique), counts)
+        return quantized.index_select(0, inverse).view(*ids.shape, self.embedding_dim)
 
     @torch.no_grad()
     def codes(self, ids: torch.Tensor) -> torch.Tensor:
@@ -336,16 +337,15 @@ def _compiled(e: torch.Tensor, book: torch.Tensor) -> bool:
 
 
 def _assign_compiled(e: torch.Tensor, book: torch.Tensor, weight: torch.Tensor) -> _Assignment:
-    """`_assign` by the C kernel (see _search.c). The kernel works subspace-major: e goes in
-    transposed, codes and chosen come out as transposed views."""
+    """`_assign` by the C kernel (see _search.c)."""
     assert _search is not None
     rows, num_sub, width = e.shape
-    by_subspace, book = e.transpose(0, 1).contiguous(), book.contiguous()
-    codes = torch.empty((num_sub, rows), dtype=torch.long)
-    chosen = torch.empty((num_sub, rows, width))
+    e, book = e.contiguous(), book.contiguous()
+    codes = torch.empty((rows, num_sub), dtype=torch.long)
+    chosen = torch.empty((rows, num_sub, width))
     counts, sums = torch.empty(book.shape[:2]), torch.empty(book.shape)
     squared_error = _search.assign(
-        by_subspace.numpy(),
+        e.numpy(),
         book.numpy(),
         weight.to(torch.float32).contiguous().numpy(),
         codes.numpy(),
@@ -357,7 +357,7 @@ def _assign_compiled(e: torch.Tensor, book: torch.Tensor, weight: torch.Tensor) 
         book.shape[1],
         width,
     )
-    return _Assignment(codes.T, chosen.transpose(0, 1), counts, sums, torch.tensor(squared_error))
+    return _Assignment(codes, chosen, counts, sums, torch.tensor(squared_error))
 
 
 def _nearest(e: torch.Tensor, book: torch.Tensor) -> torch.Tensor:
