@@ -229,7 +229,8 @@ static int has_nan(const float *values, Py_ssize_t count) {
 
 static void run_dense(Job *job) {
     const Py_ssize_t k = job->k, width = job->width;
-    char *scratch = malloc(k * (2 * sizeof(uint64_t) + sizeof(Py_ssize_t) + (width + 2) * sizeof(float)));
+    char *scratch =
+        malloc(k * (2 * sizeof(uint64_t) + sizeof(Py_ssize_t) + (width + 2) * sizeof(float)));
     if (scratch == NULL) {
         job->failed = 1;
         return;
