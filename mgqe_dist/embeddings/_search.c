@@ -114,20 +114,24 @@ static void locate(const float *x, Py_ssize_t n, Py_ssize_t dims, Py_ssize_t j, 
     }
 }
 
-/* Record that row i's subspace j is assigned to centroid `code`. */
-static void assign_one(Job *job, Py_ssize_t i, Py_ssize_t j, Py_ssize_t code) {
+/* Record that row i's subspace j is assigned to centroid `code`; returns the row's weighted
+ * squared error (the caller sums it locally: through job->error every add waited on the
+ * last one's store). */
+static double assign_one(const Job *job, Py_ssize_t i, Py_ssize_t j, Py_ssize_t code) {
     const Py_ssize_t width = job->width, at = (i * job->dims + j) * width;
     const Py_ssize_t centroid = j * job->k + code;
     const float *centre = job->book + centroid * width;
     const float w = job->weight[i];
+    double error = 0;
     job->codes[i * job->dims + j] = code;
     job->counts[centroid] += w;
     for (Py_ssize_t t = 0; t < width; t++) {
         const float value = job->x[at + t], gap = value - centre[t];
         job->chosen[at + t] = centre[t];
         job->sums[centroid * width + t] += w * value;
-        job->error += (double)w * gap * gap;
+        error += (double)w * gap * gap;
     }
+    return error;
 }
 
 /* mid[c] = the midpoint of sorted values c and c + 1, where a value past it goes to c + 1.
@@ -156,10 +160,11 @@ static void run_scalar(Job *job) {
         sort_centroids(job->book + j * k, k, keys, tmp, values, order);
         midpoints(values, k, mid);
         locate(job->x, n, job->dims, j, mid, k - 1, grid, slots);
-        for (Py_ssize_t i = 0; i < n; i++) assign_one(job, i, j, order[slots[i]]);
+        double error = 0;
+        for (Py_ssize_t i = 0; i < n; i++) error += assign_one(job, i, j, order[slots[i]]);
+        job->error += error;
     }
     free(scratch);
-    return;
 }
 
 /* Squared distance between two width-long vectors, summed over t in order (as torch's
@@ -245,16 +250,17 @@ static void run_dense(Job *job) {
         for (Py_ssize_t c = 0; c < k; c++)
             memcpy(rows + c * width, book_j + order[c] * width, width * sizeof(float));
         const int broken = has_nan(book_j, k * width);
+        double error = 0;
         for (Py_ssize_t i = 0; i < job->n; i++) {
             const float *value = job->x + (i * job->dims + j) * width;
             const Py_ssize_t code = broken || has_nan(value, width)
                                         ? nearest_brute(value, book_j, k, width)
                                         : nearest_sorted(value, first, rows, order, k, width);
-            assign_one(job, i, j, code);
+            error += assign_one(job, i, j, code);
         }
+        job->error += error;
     }
     free(scratch);
-    return;
 }
 
 static int sizes_match(const Py_buffer *buffer, Py_ssize_t count, size_t item) {
