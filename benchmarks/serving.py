@@ -33,7 +33,7 @@ import torch
 
 from benchmarks.common import DIM, mean_seconds
 from mgqe_dist.serve.bitpack import bits_for
-from mgqe_dist.serve.tables import CodebookTable, FloatTable, ScalarQuantTable
+from mgqe_dist.serve.tables import CodebookTable, FloatTable, ScalarQuantTable, ServingTable
 
 BATCH = 4096
 # glibc mallopt parameters, and the largest mmap threshold it accepts (64-bit).
@@ -120,7 +120,7 @@ def main() -> None:
     )
     started = time.time()
     weight = torch.randn(n, DIM, generator=generator)
-    tables: dict[str, torch.nn.Module] = {
+    tables: dict[str, ServingTable] = {
         "mgqe": codebook_table(n, [256, 64], 0.1, generator),
         "dpq": codebook_table(n, [256], 1.0, generator),
         "sq": ScalarQuantTable(
@@ -137,10 +137,7 @@ def main() -> None:
     lookups = {name: t.to(device) for name, t in tables.items()} | lookups
     del weight
     print(f"built in {time.time() - started:.0f} s")
-    bytes_per_id = {
-        name: t.serving_bits() / n / 8
-        for name, t in tables.items()  # type: ignore[operator]
-    }
+    bytes_per_id = {name: t.serving_bits() / n / 8 for name, t in tables.items()}
     bytes_per_id["torchrec_int8"] = DIM + 16  # int8 row + fp16 scale/bias, as TorchRec stores
     for dist, sample in (
         ("uniform", lambda: torch.randint(n, (BATCH,), generator=generator)),
@@ -172,14 +169,22 @@ def repeated_seconds(
     seconds: dict[str, list[float]] = {name: [] for name in lookups}
     for _ in range(repeats):
         for name, lookup in lookups.items():
-            it = iter(batches * 2)
             with torch.no_grad():
-                seconds[name].append(
-                    mean_seconds(
-                        lambda lookup=lookup, it=it: lookup(next(it)), len(batches), device
-                    )
-                )
+                step = _next_batch_step(lookup, batches)
+                seconds[name].append(mean_seconds(step, len(batches), device))
     return seconds
+
+
+def _next_batch_step(
+    lookup: Callable[[torch.Tensor], torch.Tensor], batches: list[torch.Tensor]
+) -> Callable[[], None]:
+    """A timing step that looks up the next batch, cycling so warm-up steps never run out."""
+    cycle = itertools.cycle(batches)
+
+    def step() -> None:
+        lookup(next(cycle))
+
+    return step
 
 
 if __name__ == "__main__":
