@@ -2,10 +2,10 @@
 
 Each format converts a trained table into the tensors the artifact stores (`tensors()`, with
 codes bit-packed as uint8) plus a JSON description (`meta()`), and rebuilds itself from those
-two. In memory, codes are kept unpacked, one integer per code (uint8 up to 8 bits): decoding
-is then row gathers and arithmetic on whole bytes, as fast as the float gather it replaces,
-never per-bit work. Lookups are vectorised over the whole batch; ids outside [0, n) are
-served the OOV row n - 1 (the reserved id of unseen ids).
+two. In memory, codes are kept unpacked, one integer per code (uint8 up to 8 bits), so
+decoding is row gathers and arithmetic on whole bytes, never per-bit work. Lookups are
+vectorised over the whole batch; ids outside [0, n) are served the OOV row n - 1 (the
+reserved id of unseen ids).
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ class ScalarQuantTable(ServingTable):
         }
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        codes = _gather_rows(self.codes, self.known(ids.reshape(-1)))
+        codes = self.codes.index_select(0, self.known(ids.reshape(-1)))
         # Multiply, then add: the two roundings of the trained table's minimum + code * step
         # (a fused multiply-add rounds once and would break bit parity).
         values = torch.mul(codes, self.step).add_(self.minimum)
@@ -368,7 +368,7 @@ class CodebookTable(ServingTable):
         """Stored codes of each id, (*ids.shape, max D); -1 pads tiers with fewer subspaces."""
         flat = self.known(ids.reshape(-1))
         tier = self._tier(flat)
-        stored = _gather_rows(self._codes, flat).long().gather(1, self._code_groups[tier])
+        stored = self._codes.index_select(0, flat).long().gather(1, self._code_groups[tier])
         sub = torch.arange(stored.shape[1], device=flat.device)
         padded = torch.where(sub < self._num_sub[tier][:, None], stored, -1)
         return padded.reshape(*ids.shape, -1)
@@ -387,7 +387,7 @@ class CodebookTable(ServingTable):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         flat = self.known(ids.reshape(-1))
         tiers = self._tier(flat) if self.separate_books else None
-        values = self._decode(_gather_rows(self._codes, flat), tiers)
+        values = self._decode(self._codes.index_select(0, flat), tiers)
         return values.reshape(*ids.shape, self.embedding_dim)
 
     def _decode(self, codes: torch.Tensor, tiers: torch.Tensor | None) -> torch.Tensor:
@@ -402,11 +402,3 @@ class CodebookTable(ServingTable):
             (t["stop"] - t["start"]) * t["num_subspaces"] * t["bits"] for t in self.tiers
         )
         return code_bits + self.values.numel() * 32
-
-
-def _gather_rows(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Rows `ids` of a 2-d code matrix. Rows that are whole 8-byte words are copied as int64
-    words: index_select moves them faster than the same bytes one uint8 at a time."""
-    if table.shape[1] * table.element_size() % 8:
-        return table.index_select(0, ids)
-    return table.view(torch.int64).index_select(0, ids).view(table.dtype)
