@@ -31,8 +31,8 @@ def packed_bytes(num_codes: int, bits: int) -> int:
 
 
 def code_dtype(bits: int) -> torch.dtype:
-    """The narrowest integer dtype holding codes of `bits` bits (torch has no wide unsigned
-    types to spare: 16-bit codes need int32)."""
+    """The narrowest integer dtype holding codes of `bits` bits: uint8 up to 8, int16 up to 15,
+    int32 for 16 (int16 cannot hold them, and torch's uint16 supports few ops)."""
     if bits <= 8:
         return torch.uint8
     return torch.int16 if bits <= 15 else torch.int32

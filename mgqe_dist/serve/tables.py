@@ -198,7 +198,7 @@ class ScalarQuantTable(ServingTable):
         codes = self.codes.index_select(0, self.known(ids.reshape(-1)))
         # Multiply, then add: the two roundings of the trained table's minimum + code * step
         # (a fused multiply-add rounds once and would break bit parity).
-        values = torch.mul(codes, self.step).add_(self.minimum)
+        values = codes.float().mul_(self.step).add_(self.minimum)
         return values.reshape(*ids.shape, self.embedding_dim)
 
     def serving_bits(self) -> int:
