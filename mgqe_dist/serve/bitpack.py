@@ -1,4 +1,5 @@
-"""Codes packed at exactly b bits each, and a vectorised reader for codes at any bit offset.
+"""Codes packed at exactly b bits each, a vectorised reader for codes at any bit offset, and
+unpacking of a whole stream into the narrowest integer dtype that holds b-bit codes.
 
 Layout: the codes' bits are concatenated least-significant bit first into a little-endian
 byte stream, the last byte zero-padded. A code of b <= 16 bits starting at bit offset o lies
@@ -11,7 +12,7 @@ from __future__ import annotations
 import torch
 
 MAX_BITS = 16
-# Codes packed per step: a multiple of 8, so every chunk ends on a byte boundary.
+# Codes packed or unpacked per step: a multiple of 8, so every chunk ends on a byte boundary.
 _PACK_CHUNK = 8 << 17
 # Zero bytes appended in memory so a read at the last code never runs past the buffer.
 READ_PADDING = 2
@@ -29,20 +30,60 @@ def packed_bytes(num_codes: int, bits: int) -> int:
     return (num_codes * bits + 7) // 8
 
 
+def code_dtype(bits: int) -> torch.dtype:
+    """The narrowest integer dtype holding codes of `bits` bits: uint8 up to 8, int16 up to 15,
+    int32 for 16 (int16 cannot hold them, and torch's uint16 supports few ops)."""
+    if bits <= 8:
+        return torch.uint8
+    return torch.int16 if bits <= 15 else torch.int32
+
+
 def pack_bits(codes: torch.Tensor, bits: int) -> torch.Tensor:
     """Pack non-negative integer codes (any shape, row-major) at `bits` bits each into uint8.
 
     Works on groups of 8 codes, which fill exactly `bits` bytes: each group's 8 * bits bits
-    are assembled in two 64-bit words (low and high) and split into bytes.
+    are assembled in two 64-bit words (low and high) and split into bytes. Codes widen to
+    int64 one chunk at a time, so packing narrow codes needs no int64 copy of them all.
     """
-    if not 0 <= bits <= MAX_BITS:
-        raise ValueError(f"bits must be in [0, {MAX_BITS}], got {bits}")
-    flat = codes.reshape(-1).long()
+    _check_bits(bits)
+    flat = codes.reshape(-1)
     if len(flat) and (int(flat.min()) < 0 or int(flat.max()) >= 1 << bits):
         raise ValueError(f"codes out of range for {bits} bits: [{flat.min()}, {flat.max()}]")
-    chunks = [_pack_groups(part, bits) for part in flat.split(_PACK_CHUNK)]
+    chunks = [_pack_groups(part.long(), bits) for part in flat.split(_PACK_CHUNK)]
     out = torch.cat(chunks) if chunks else flat.new_empty(0, dtype=torch.uint8)
     return out[: packed_bytes(len(flat), bits)]
+
+
+def unpack_bits(packed: torch.Tensor, count: int, bits: int) -> torch.Tensor:
+    """The first `count` codes of a packed stream, as a (count,) tensor of `code_dtype(bits)`.
+
+    8-bit codes are the stream itself (returned without a copy); other widths are read
+    chunk by chunk, so the int64 temporaries stay small however long the stream is.
+    """
+    _check_bits(bits)
+    if len(packed) < packed_bytes(count, bits):
+        raise ValueError(
+            f"{count} codes of {bits} bits need {packed_bytes(count, bits)} bytes, "
+            f"the stream has {len(packed)}"
+        )
+    dtype = code_dtype(bits)
+    if bits == 0:
+        return torch.zeros(count, dtype=dtype)
+    if bits == 8:
+        return packed[:count]
+    out = torch.empty(count, dtype=dtype)
+    for start in range(0, count, _PACK_CHUNK):
+        stop = min(start + _PACK_CHUNK, count)
+        # Chunks start on a multiple of 8 codes, hence on a byte boundary.
+        chunk = packed[start * bits // 8 : packed_bytes(stop, bits)]
+        offsets = torch.arange(stop - start) * bits
+        out[start:stop] = read_bits(with_read_padding(chunk), offsets, bits)
+    return out
+
+
+def _check_bits(bits: int) -> None:
+    if not 0 <= bits <= MAX_BITS:
+        raise ValueError(f"bits must be in [0, {MAX_BITS}], got {bits}")
 
 
 def _pack_groups(codes: torch.Tensor, bits: int) -> torch.Tensor:

@@ -1,14 +1,17 @@
 """Read-only serving tables rebuilt from an artifact, one format per family of embedding kinds.
 
 Each format converts a trained table into the tensors the artifact stores (`tensors()`, with
-codes already bit-packed as uint8) plus a JSON description (`meta()`), and rebuilds itself
-from those two. Lookups are vectorised over the whole batch; ids outside [0, n) are served
-the OOV row n - 1 (the reserved id of unseen ids).
+codes bit-packed as uint8) plus a JSON description (`meta()`), and rebuilds itself from those
+two. In memory, codes are kept unpacked, one integer per code (uint8 up to 8 bits), so
+decoding is row gathers and arithmetic on whole bytes, never per-bit work. Lookups are
+vectorised over the whole batch; ids outside [0, n) are served the OOV row n - 1 (the
+reserved id of unseen ids).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -20,7 +23,7 @@ from mgqe_dist.embeddings.low_rank import LowRankEmbedding
 from mgqe_dist.embeddings.mgqe import MGQEEmbedding
 from mgqe_dist.embeddings.scalar_quant import ScalarQuantEmbedding
 from mgqe_dist.registry import Registry
-from mgqe_dist.serve.bitpack import bits_for, pack_bits, read_bits, with_read_padding
+from mgqe_dist.serve.bitpack import bits_for, code_dtype, pack_bits, unpack_bits
 
 Tensors = dict[str, torch.Tensor]
 
@@ -147,24 +150,25 @@ class LowRankTable(ServingTable):
 
 @SERVING_FORMATS.register("scalar_quant")
 class ScalarQuantTable(ServingTable):
-    """SQ: n x d codes of b bits, served as minimum[j] + code * step[j]."""
+    """SQ: n x d codes of b bits, served as minimum[j] + code * step[j].
+
+    The codes are held as an (n, d) matrix of `code_dtype(b)` (uint8 at the default 8 bits:
+    n * d bytes, the packed size itself), so a lookup is one row gather and a multiply-add.
+    """
 
     format = "scalar_quant"
-    packed: torch.Tensor
-    _dim_bits: torch.Tensor
+    codes: torch.Tensor
     minimum: torch.Tensor
     step: torch.Tensor
 
     def __init__(
-        self, packed: torch.Tensor, minimum: torch.Tensor, step: torch.Tensor, n: int, bits: int
+        self, codes: torch.Tensor, minimum: torch.Tensor, step: torch.Tensor, bits: int
     ) -> None:
-        super().__init__(n, len(minimum))
+        super().__init__(*codes.shape)
         self.bits = bits
-        self.stored_bytes = len(packed)
-        self._keep("packed", with_read_padding(packed))
+        self._keep("codes", codes.to(code_dtype(bits)))
         self._keep("minimum", minimum.float())
         self._keep("step", step.float())
-        self._keep("_dim_bits", torch.arange(self.embedding_dim) * bits)
 
     @classmethod
     def from_trained(cls, table: EmbeddingModule) -> ServingTable:
@@ -172,28 +176,30 @@ class ScalarQuantTable(ServingTable):
         if not bool(table.quantized):
             raise ValueError("SQ table was never finalized (quantized); export a finished run")
         codes = table.codes(torch.arange(table.num_embeddings, device=table.weight.device))
-        packed = pack_bits(codes.cpu(), table.bits)
-        return cls(packed, table.minimum.cpu(), table.step.cpu(), table.num_embeddings, table.bits)
+        return cls(codes.cpu(), table.minimum.cpu(), table.step.cpu(), table.bits)
 
     @classmethod
     def from_artifact(cls, meta: Mapping[str, Any], tensors: Tensors) -> ServingTable:
-        return cls(tensors["codes"], tensors["minimum"], tensors["step"], meta["n"], meta["bits"])
+        n, d, bits = meta["n"], meta["d"], meta["bits"]
+        codes = unpack_bits(tensors["codes"], n * d, bits).view(n, d)
+        return cls(codes, tensors["minimum"], tensors["step"], bits)
 
     def meta(self) -> dict[str, Any]:
         return {**super().meta(), "bits": self.bits}
 
     def tensors(self) -> Tensors:
         return {
-            "codes": self.packed[: self.stored_bytes],
+            "codes": pack_bits(self.codes, self.bits),
             "minimum": self.minimum,
             "step": self.step,
         }
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        flat = self.known(ids.reshape(-1))
-        offsets = (flat * (self.embedding_dim * self.bits))[:, None] + self._dim_bits
-        codes = read_bits(self.packed, offsets, self.bits)
-        return (self.minimum + codes * self.step).reshape(*ids.shape, self.embedding_dim)
+        codes = self.codes.index_select(0, self.known(ids.reshape(-1)))
+        # Multiply, then add: the two roundings of the trained table's minimum + code * step
+        # (a fused multiply-add rounds once and would break bit parity).
+        values = codes.float().mul_(self.step).add_(self.minimum)
+        return values.reshape(*ids.shape, self.embedding_dim)
 
     def serving_bits(self) -> int:
         return self.num_embeddings * self.embedding_dim * self.bits + 2 * self.embedding_dim * 32
@@ -203,104 +209,130 @@ class ScalarQuantTable(ServingTable):
 class CodebookTable(ServingTable):
     """MGQE/DPQ: per tier, n_i x D_i codes of ceil(log2 K_i) bits, and float32 codebooks.
 
-    Decoding reads, for every (id, output dim) pair, the code of the subspace holding that dim
-    and the matching centroid value: the tier's layout is looked up per id from small tables,
-    so ids of all tiers decode together in one vectorised pass.
+    In memory every tier is laid out on G = lcm(D_i) groups of d / G dims: an (n, G) code
+    matrix (a tier with fewer subspaces repeats each code over the groups its subspace
+    spans) and one centroid table holding every codebook, book by book, group by group, each
+    group padded to K_max rows. Code c of group g of an id whose tier reads book b is then
+    centroid row b * G * K_max + g * K_max + c, so decoding any batch, all tiers mixed, is one
+    row gather of codes, one add of per-group (and per-book) offsets and one gather of
+    centroid rows: no loop over tiers or subspaces, no per-bit work.
+
+    Memory: uint8 codes (K <= 256) take n * G bytes, 640 MB at 10M x 64, against 256 bytes of
+    floats per id for the full table; only a variable-D tail pays for its repeated codes
+    (2x for D = [64, 32]). Byte-wide codes keep the gather to one cache line per id and the
+    offsets add vectorised; the artifact on disk stays bit-packed at ceil(log2 K_i) bits.
     """
 
     format = "codebook"
-    packed: torch.Tensor
     values: torch.Tensor
-    # Per-tier layout (see _layout); indexed by each id's tier.
+    _codes: torch.Tensor
+    _centroids: torch.Tensor
+    _group_offsets: torch.Tensor
+    _book_base: torch.Tensor
     _first: torch.Tensor
-    _bit_base: torch.Tensor
     _num_sub: torch.Tensor
-    _row_bits: torch.Tensor
-    _dim_bits: torch.Tensor
-    _dim_value: torch.Tensor
-    _bits: torch.Tensor
-    _width: torch.Tensor
+    _code_groups: torch.Tensor
+    _group_subspace: torch.Tensor
 
     def __init__(
         self,
         tiers: list[dict[str, int]],
-        packed: list[torch.Tensor],
+        codes: list[torch.Tensor],
         codebooks: list[torch.Tensor],
         shared: bool,
         embedding_dim: int,
     ) -> None:
         super().__init__(tiers[-1]["stop"], embedding_dim)
         self.tiers, self.shared = tiers, shared
-        self.stored_bytes = [len(p) for p in packed]
+        self.groups = math.lcm(*(t["num_subspaces"] for t in tiers))
+        # Tiers with their own codebooks add their book's offset, known from each id's tier.
+        self.separate_books = len(codebooks) > 1
         self.codebook_shapes = [list(book.shape) for book in codebooks]
-        values = torch.cat([b.detach().float().reshape(-1) for b in codebooks])
-        self._keep("packed", with_read_padding(torch.cat(packed)))
-        self._keep("values", values)
+        self._keep("values", torch.cat([b.detach().float().reshape(-1) for b in codebooks]))
+        self._keep("_codes", self._code_matrix(codes))
+        self._keep("_centroids", self._centroid_table(codebooks))
         for name, value in self._layout().items():
             self._keep(name, value)
 
+    def _code_matrix(self, codes: list[torch.Tensor]) -> torch.Tensor:
+        """The (n, G) matrix of every tier's codes, each repeated over its subspace's groups."""
+        dtype = code_dtype(max(t["bits"] for t in self.tiers))
+        out = torch.empty(self.num_embeddings, self.groups, dtype=dtype)
+        for spec, tier_codes in zip(self.tiers, codes, strict=True):
+            rows, num_sub = spec["stop"] - spec["start"], spec["num_subspaces"]
+            target = out[spec["start"] : spec["stop"]].view(rows, num_sub, self.groups // num_sub)
+            target.copy_(tier_codes.reshape(rows, num_sub, 1))
+        return out
+
+    def _centroid_table(self, codebooks: list[torch.Tensor]) -> torch.Tensor:
+        """Every codebook on the G groups, padded to K_max codes: (books * G * K_max, d / G),
+        or flat when a group is one dim (a 1-d index_select is the fastest gather)."""
+        max_codes = max(book.shape[1] for book in codebooks)
+        books = []
+        for book in codebooks:
+            num_sub, num_codes, width = book.shape
+            split = self.groups // num_sub
+            fine = book.detach().float().reshape(num_sub, num_codes, split, width // split)
+            fine = fine.transpose(1, 2).reshape(self.groups, num_codes, -1)
+            books.append(torch.nn.functional.pad(fine, (0, 0, 0, max_codes - num_codes)))
+        table = torch.stack(books).reshape(-1, self.embedding_dim // self.groups)
+        return table.view(-1) if table.shape[1] == 1 else table
+
     def _layout(self) -> Tensors:
-        """Per-tier lookup tables: id range, bit base, and per output dim the code's bit offset
-        within a row and the centroid value's index for code 0."""
-        dims = torch.arange(self.embedding_dim)
-        bit_base = [0, *itertools.accumulate(8 * b for b in self.stored_bytes)]
-        book_sizes = [s[0] * s[1] * s[2] for s in self.codebook_shapes]
-        book_base = [0, *itertools.accumulate(book_sizes)]
-        rows: dict[str, list[Any]] = {
-            key: [] for key in ("row_bits", "dim_bits", "dim_value", "bits", "width")
-        }
+        """Offsets into the centroid table and, per tier, where its subspaces' codes lie."""
+        max_codes = max(shape[1] for shape in self.codebook_shapes)
+        groups = torch.arange(self.groups)
+        max_sub = max(t["num_subspaces"] for t in self.tiers)
+        book_base, code_groups, group_subspace = [], [], []
         for tier, spec in enumerate(self.tiers):
-            book = 0 if self.shared else tier
-            stored_k = self.codebook_shapes[book][1]
-            width = self.embedding_dim // spec["num_subspaces"]
-            subspace, within = dims // width, dims % width
-            rows["row_bits"].append(spec["num_subspaces"] * spec["bits"])
-            rows["dim_bits"].append(bit_base[tier] + subspace * spec["bits"])
-            rows["dim_value"].append(book_base[book] + subspace * stored_k * width + within)
-            rows["bits"].append(spec["bits"])
-            rows["width"].append(width)
+            num_sub = spec["num_subspaces"]
+            split = self.groups // num_sub
+            book_base.append((tier if self.separate_books else 0) * self.groups * max_codes)
+            # Subspace s of this tier reads its code at group s * split (padding: the last).
+            code_groups.append(torch.arange(max_sub).clamp(max=num_sub - 1) * split)
+            group_subspace.append(groups // split)
         return {
+            "_group_offsets": (groups * max_codes).int(),
+            "_book_base": torch.tensor(book_base, dtype=torch.int32),
             "_first": torch.tensor([t["start"] for t in self.tiers], dtype=torch.long),
-            "_bit_base": torch.tensor(bit_base[:-1], dtype=torch.long),
             "_num_sub": torch.tensor([t["num_subspaces"] for t in self.tiers]),
-            "_row_bits": torch.tensor(rows["row_bits"]),
-            "_dim_bits": torch.stack(rows["dim_bits"]),
-            "_dim_value": torch.stack(rows["dim_value"]),
-            "_bits": torch.tensor(rows["bits"]),
-            "_width": torch.tensor(rows["width"]),
+            "_code_groups": torch.stack(code_groups),
+            "_group_subspace": torch.stack(group_subspace),
         }
 
     @classmethod
     def from_trained(cls, table: EmbeddingModule) -> ServingTable:
         assert isinstance(table, MGQEEmbedding)
         edges = [0, *table.tier_boundaries, table.num_embeddings]
-        tiers, packed = [], []
+        tiers, codes = [], []
         for tier, (start, stop) in enumerate(itertools.pairwise(edges)):
             num_sub, num_centroids = table.subspaces[tier], table.centroids_per_tier[tier]
-            bits = bits_for(num_centroids)
             ids = torch.arange(start, stop, device=table.query.device)
-            codes = table.codes(ids)[:, :num_sub].cpu()
-            packed.append(pack_bits(codes, bits))
+            codes.append(table.codes(ids)[:, :num_sub].cpu())
             tiers.append(
                 {
                     "start": start,
                     "stop": stop,
                     "num_subspaces": num_sub,
                     "num_centroids": num_centroids,
-                    "bits": bits,
+                    "bits": bits_for(num_centroids),
                 }
             )
         books = [book.detach().cpu() for book in table.codebooks]
-        return cls(tiers, packed, books, table.shared, table.embedding_dim)
+        return cls(tiers, codes, books, table.shared, table.embedding_dim)
 
     @classmethod
     def from_artifact(cls, meta: Mapping[str, Any], tensors: Tensors) -> ServingTable:
-        packed = [tensors[f"codes.tier{i}"] for i in range(len(meta["tiers"]))]
+        codes = []
+        for i, spec in enumerate(meta["tiers"]):
+            rows, num_sub = spec["stop"] - spec["start"], spec["num_subspaces"]
+            packed = tensors[f"codes.tier{i}"]
+            codes.append(unpack_bits(packed, rows * num_sub, spec["bits"]).view(rows, num_sub))
         books = [
             tensors[f"codebook{i}"].reshape(shape)
             for i, shape in enumerate(meta["codebook_shapes"])
         ]
-        return cls(meta["tiers"], packed, books, meta["shared_centroids"], meta["d"])
+        return cls(meta["tiers"], codes, books, meta["shared_centroids"], meta["d"])
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -323,9 +355,10 @@ class CodebookTable(ServingTable):
 
     def tensors(self) -> Tensors:
         out: Tensors = {}
-        starts = [0, *itertools.accumulate(self.stored_bytes)]
-        for tier, (lo, hi) in enumerate(itertools.pairwise(starts)):
-            out[f"codes.tier{tier}"] = self.packed[lo:hi]
+        for tier, spec in enumerate(self.tiers):
+            split = self.groups // spec["num_subspaces"]
+            tier_codes = self._codes[spec["start"] : spec["stop"], ::split]
+            out[f"codes.tier{tier}"] = pack_bits(tier_codes, spec["bits"])
         offsets = [0, *itertools.accumulate(s[0] * s[1] * s[2] for s in self.codebook_shapes)]
         for i, (lo, hi) in enumerate(itertools.pairwise(offsets)):
             out[f"codebook{i}"] = self.values[lo:hi].reshape(self.codebook_shapes[i])
@@ -335,18 +368,10 @@ class CodebookTable(ServingTable):
         """Stored codes of each id, (*ids.shape, max D); -1 pads tiers with fewer subspaces."""
         flat = self.known(ids.reshape(-1))
         tier = self._tier(flat)
-        max_sub = max(t["num_subspaces"] for t in self.tiers)
-        sub = torch.arange(max_sub, device=flat.device)
-        bits, num_sub = self._bits[tier][:, None], self._num_sub[tier][:, None]
-        # Tiers with fewer subspaces re-read their last code in the padding columns.
-        within = torch.minimum(sub, num_sub - 1)
-        offsets = (self._bit_base[tier] + self._row_start(flat, tier))[:, None] + within * bits
-        codes = read_bits(self.packed, offsets, bits)
-        return torch.where(sub < num_sub, codes, -1).reshape(*ids.shape, max_sub)
-
-    def _row_start(self, flat: torch.Tensor, tier: torch.Tensor) -> torch.Tensor:
-        """Bit offset of each id's first code within its tier's stream."""
-        return (flat - self._first[tier]) * self._row_bits[tier]
+        stored = self._codes.index_select(0, flat).long().gather(1, self._code_groups[tier])
+        sub = torch.arange(stored.shape[1], device=flat.device)
+        padded = torch.where(sub < self._num_sub[tier][:, None], stored, -1)
+        return padded.reshape(*ids.shape, -1)
 
     def tiers_of(self, ids: torch.Tensor) -> torch.Tensor:
         """Tier of each id (unknown ids: the OOV id's tier)."""
@@ -357,20 +382,20 @@ class CodebookTable(ServingTable):
 
     def embed_codes(self, tiers: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """Embeddings from (B,) tiers and (B, max D) codes, e.g. read from a feature store."""
-        width = self._width[tiers][:, None]
-        dims = torch.arange(self.embedding_dim, device=codes.device)
-        per_dim = codes.gather(1, (dims // width).expand(len(codes), -1))
-        index = self._dim_value[tiers] + per_dim * width
-        return self.values.index_select(0, index.reshape(-1)).view(-1, self.embedding_dim)
+        return self._decode(codes.gather(1, self._group_subspace[tiers]), tiers)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         flat = self.known(ids.reshape(-1))
-        tier = self._tier(flat)
-        offsets = self._row_start(flat, tier)[:, None] + self._dim_bits[tier]
-        codes = read_bits(self.packed, offsets, self._bits[tier][:, None])
-        index = self._dim_value[tier] + codes * self._width[tier][:, None]
-        values = self.values.index_select(0, index.reshape(-1))
+        tiers = self._tier(flat) if self.separate_books else None
+        values = self._decode(self._codes.index_select(0, flat), tiers)
         return values.reshape(*ids.shape, self.embedding_dim)
+
+    def _decode(self, codes: torch.Tensor, tiers: torch.Tensor | None) -> torch.Tensor:
+        """(B, d) embeddings of (B, G) codes; `tiers` is needed with separate codebooks."""
+        index = torch.add(codes, self._group_offsets)
+        if tiers is not None:
+            index += self._book_base[tiers][:, None]
+        return self._centroids.index_select(0, index.view(-1)).view(-1, self.embedding_dim)
 
     def serving_bits(self) -> int:
         code_bits = sum(
