@@ -145,3 +145,13 @@ def test_submit_to_a_silent_address_gives_up_in_bounded_time(
     assert f"cannot reach the Ray cluster at {address} (no answer within 1 s)" in (
         capsys.readouterr().err
     )
+
+
+def test_out_of_range_setting_exits_2_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    job = write_job(tmp_path)
+    assert main(["train", str(job), "--set", "train.epochs=0"]) == 2
+    err = capsys.readouterr().err
+    assert err == "mgqe-dist train: error: train.epochs must be >= 1, got 0\n"
+    assert not (tmp_path / "run").exists()
