@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -266,3 +268,42 @@ def test_export_onto_a_directory_that_is_no_artifact_exits_2_and_keeps_it(
     assert main(["export", str(run), "--out", str(run)]) == 2
     assert "run is a non-empty directory without manifest.json" in capsys.readouterr().err
     assert sorted(p.name for p in run.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    ("raw", "error", "message"),
+    [
+        ([2.5], TypeError, r"table 'items': raw ids are integers, got double \(first value 2.5\)"),
+        ([1, 2.0], TypeError, "raw ids are integers, got double"),
+        (["7"], TypeError, "raw ids are integers, got string"),
+        ([True], TypeError, "raw ids are integers, got bool"),
+        ([1, "a"], TypeError, "table 'items': raw ids must all be of one kind"),
+        ([1, None], ValueError, "table 'items': raw id at position 1 is null"),
+        (np.array([2**63], dtype=np.uint64), ValueError, "raw id 9223372036854775808 does not fit"),
+    ],
+)
+def test_raw_ids_that_are_not_of_the_vocabularys_kind_are_refused(
+    mgqe_artifact: Path, raw: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        load_artifact(mgqe_artifact).ids("items", raw)
+
+
+def test_unknown_table_is_refused_with_the_known_ones(mgqe_artifact: Path) -> None:
+    served = load_artifact(mgqe_artifact)
+    for lookup in (served.table, served.vocab, lambda name: served.ids(name, [1])):
+        with pytest.raises(ValueError, match=r"no table 'item'; tables: \['items', 'users'\]"):
+            lookup("item")
+
+
+def test_model_ids_no_raw_id_maps_to_are_refused(mgqe_artifact: Path) -> None:
+    served = load_artifact(mgqe_artifact)
+    items = served.table("items")
+    n = items.num_embeddings
+    with pytest.raises(ValueError, match=rf"table 'items': model id 1000000 is outside \[0, {n}\)"):
+        items(torch.tensor([3, 10**6]))
+    with pytest.raises(ValueError, match="table 'users': model id -1 is outside"):
+        served(torch.tensor([-1]), torch.tensor([0]))
+    with pytest.raises(TypeError, match="table 'items': model ids must be an integer tensor"):
+        items(torch.tensor([0.5]))
+    assert items(torch.tensor([n - 1])).shape == (1, 16)  # the OOV id itself is served
