@@ -41,6 +41,7 @@ from mgqe_dist.run_record import versions
 from mgqe_dist.serve.tables import SERVING_FORMATS, ServingTable, serving_table
 from mgqe_dist.size import model_serving_bits
 from mgqe_dist.train.factory import TABLE_FEATURES, build_from_spec
+from mgqe_dist.train.outputs import MODEL_FILE, SPEC_FILE, read_run_metrics
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -129,17 +130,12 @@ def export_model(
 
 def load_run(run_dir: Path) -> tuple[dict, dict, Recommender]:
     """A finished run's model spec, metrics and trained model in eval mode (weights-only
-    load); used by export and by the report's code figure."""
-    for name in ("model.json", "model.pt", "metrics.json"):
-        if not (run_dir / name).is_file():
-            raise ArtifactError(
-                f"{run_dir / name} is missing: export needs a finished training run "
-                f"(runs trained before export support have no model.json; retrain them)"
-            )
-    spec = json.loads((run_dir / "model.json").read_text())
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    load); used by export and by the report's code figure. A run whose files are not one
+    run's outputs (train/outputs.py) is refused."""
+    metrics = read_run_metrics(run_dir)
+    spec = json.loads((run_dir / SPEC_FILE).read_text())
     model = build_from_spec(spec)
-    weights = run_dir / "model.pt"
+    weights = run_dir / MODEL_FILE
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception:  # damaged or hostile: any failure to parse it is a refusal
@@ -151,7 +147,7 @@ def load_run(run_dir: Path) -> tuple[dict, dict, Recommender]:
         model.load_state_dict(state)
     except RuntimeError as exc:
         reason = " ".join(str(exc).split())
-        raise ArtifactError(f"{weights} does not fit {run_dir / 'model.json'}: {reason}") from None
+        raise ArtifactError(f"{weights} does not fit {run_dir / SPEC_FILE}: {reason}") from None
     model.eval()
     return spec, metrics, model
 

@@ -240,6 +240,13 @@ def test_vocabulary_linked_from_outside_the_artifact_is_refused(
         load_artifact(art)
 
 
+def _record_checksum(run: Path, name: str) -> None:
+    """Record `name`'s current sha256 in metrics.json, as whoever changed the file could."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["outputs"][name] = sha256_file(run / name)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+
+
 @pytest.mark.parametrize("damage", ["payload", "garbage", "truncated"])
 def test_tampered_model_file_exits_2_naming_it(
     mgqe_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture, damage: str
@@ -253,6 +260,7 @@ def test_tampered_model_file_exits_2_naming_it(
     else:
         data = (run / "model.pt").read_bytes()
         (run / "model.pt").write_bytes(data[: len(data) // 2])
+    _record_checksum(run, "model.pt")  # so that loading, not the checksum, has to refuse it
     assert main(["export", str(run), "--out", str(tmp_path / "artifact")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
@@ -307,3 +315,18 @@ def test_model_ids_no_raw_id_maps_to_are_refused(mgqe_artifact: Path) -> None:
     with pytest.raises(TypeError, match="table 'items': model ids must be an integer tensor"):
         items(torch.tensor([0.5]))
     assert items(torch.tensor([n - 1])).shape == (1, 16)  # the OOV id itself is served
+
+
+def test_export_of_a_run_half_written_over_another_exits_2(
+    mgqe_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # A retrain killed after writing its model.pt, before its metrics.json: the directory holds
+    # the new weights next to the earlier run's metrics.
+    run = Path(shutil.copytree(mgqe_artifact.parent / "run", tmp_path / "run"))
+    state = torch.load(run / "model.pt", weights_only=True)
+    torch.save({key: value + 1 for key, value in state.items()}, run / "model.pt")
+    assert main(["export", str(run), "--out", str(tmp_path / "artifact")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert f"{run / 'model.pt'} is not the file {run / 'metrics.json'} records" in err
+    assert not (tmp_path / "artifact").exists()
