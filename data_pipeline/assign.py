@@ -69,7 +69,7 @@ class AssignPlan:
 def assign_unit(unit: Unit, plan: AssignPlan) -> dict[str, Any]:
     """Write one unit's rows to their splits (runs in a Ray task); returns its row counts."""
     id_columns = tuple(plan.id_maps)
-    table = normalize_ids(read_unit(unit), id_columns)
+    table = normalize_ids(read_unit(unit), id_columns, unit.file, unit.first_row)
     check = check_rows(table, unit.file, unit.first_row, id_columns)
     counts: dict[str, Any] = {"quarantined": 0, "reasons": {}, "oov_rows": {}}
     if plan.rule.kind == "random":

@@ -40,7 +40,7 @@ def scan_unit(unit: Unit, id_columns: tuple[str, ...], rule: SplitRule) -> Summa
     are kept for the driver to pick the held-out ones."""
     names = pq.ParquetFile(unit.file).schema_arrow.names
     columns = [*id_columns, TIME_COLUMN] if TIME_COLUMN in names else list(id_columns)
-    table = normalize_ids(read_unit(unit, columns), id_columns)
+    table = normalize_ids(read_unit(unit, columns), id_columns, unit.file, unit.first_row)
     check = check_rows(table, unit.file, unit.first_row, id_columns)
     n = table.num_rows
     if TIME_COLUMN not in names:  # only under the random split, which ignores time

@@ -484,3 +484,23 @@ def test_spark_dataset_directory_is_read_as_its_part_files(tmp_path: Path, sourc
     assert list(stats["fingerprint"]["source"]) == [
         str(spark / "part-00000-5f1e.c000.snappy.parquet")
     ]
+
+
+def test_unsigned_ids_beyond_int64_name_file_column_and_row(tmp_path: Path) -> None:
+    users = pa.array([1, 2**63, 1, 2**64 - 1], pa.uint64())
+    log = {"user_id": users, "item_id": [1, 2, 3, 4], "timestamp": [1, 2, 3, 4]}
+    source = _log_dir(tmp_path, pa.table(log))
+    with pytest.raises(ValidationError) as error:
+        prepare(_cfg(tmp_path, source), seed=0)
+    assert str(error.value) == (
+        f"{source / 'part-0.parquet'}: column 'user_id': 2 value(s) above 9223372036854775807, "
+        "the int64 range that ids and timestamps must fit, first at file row(s) "
+        "1 (9223372036854775808), 3 (18446744073709551615)"
+    )
+
+
+def test_csv_timestamp_that_is_not_an_integer_names_the_csv_and_line(tmp_path: Path) -> None:
+    csv = tmp_path / "log.csv"
+    csv.write_text("user_id,item_id,timestamp\n1,2,3\n1,3,noon\n")
+    with pytest.raises(ValueError, match=rf"^{csv}:3: timestamp is not an integer: 'noon'$"):
+        prepare(_cfg(tmp_path, csv), seed=0)
