@@ -51,7 +51,7 @@ def scan_unit(unit: Unit, id_columns: tuple[str, ...], rule: SplitRule) -> Summa
     if check.reasons is not None:
         counted &= pc.is_null(check.reasons).to_numpy(zero_copy_only=False)
     if rule.kind == "random":
-        counted &= rule.random_splits(unit, n) == TRAIN
+        counted &= rule.random_splits(table) == TRAIN
     table = table.filter(pa.array(counted))
     return Summary(
         latest=latest_rows(table, id_columns, rule.keep),
@@ -98,13 +98,14 @@ class SummaryMerger:
         columns = tuple(parts[0].counts)
         self._merged = Summary(
             latest=latest_rows(pa.concat_tables([p.latest for p in parts]), columns, self._keep),
-            counts={c: _sum_counts([p.counts[c] for p in parts], c) for c in columns},
+            counts={c: sum_counts([p.counts[c] for p in parts], c) for c in columns},
             problems=[problem for p in parts for problem in p.problems],
         )
         self._pending, self._pending_rows = [], 0
 
 
-def _sum_counts(tables: list[pa.Table], column: str) -> pa.Table:
+def sum_counts(tables: list[pa.Table], column: str) -> pa.Table:
+    """One (column, count) table from several, counts of the same id added up."""
     return (
         pa.concat_tables(tables)
         .group_by(column)

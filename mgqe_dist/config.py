@@ -65,9 +65,10 @@ class DataConfig:
     # Extra categorical columns ([[data.features]] column = "genre"), each remapped to
     # frequency-ranked ids with its own vocab/<column>.parquet and tiers.
     features: tuple[FeatureConfig, ...] = ()
-    # How rows are split: per user by time (the latest is test, the one before valid; for
-    # ranking), or each row at random by random_fractions = (train, valid, test), seeded by
-    # the job's seed (the paper's 90/10 for rating regression).
+    # How rows are split: per user by time (the latest distinct item is test, the one before
+    # valid; for ranking), or each (user, item) pair with all its rows at random by
+    # random_fractions = (train, valid, test), seeded by the job's seed (the paper's 90/10 for
+    # rating regression).
     split: Literal["leave_last_two_out", "random"] = "leave_last_two_out"
     random_fractions: tuple[float, ...] = (0.9, 0.0, 0.1)
     # > 0: also write sequences.parquet, each user's latest this-many training items (SASRec

@@ -50,7 +50,7 @@ def test_prepared_dir_that_is_a_file_exits_2_before_any_work(
         f"mgqe-dist prepare: error: {tmp_path / 'prepared'} is a file; a directory is written "
         "there\n"
     )
-    assert "pass 1/2" not in captured.out
+    assert "pass 1/" not in captured.out
     assert (tmp_path / "prepared").read_text() == "notes"
 
 

@@ -1,7 +1,6 @@
 import numpy as np
 import pyarrow as pa
 
-from data_pipeline.scan import count_ids
 from data_pipeline.schema import ID_COLUMNS
 from data_pipeline.split import TEST, TRAIN, VALID, held_out, latest_rows
 
@@ -16,7 +15,7 @@ def _located(table: pa.Table, units: list[int] | None = None) -> pa.Table:
 
 def _split_of(table: pa.Table) -> dict[tuple[int, int], int]:
     located = _located(table)
-    held = held_out(latest_rows(located, ID_COLUMNS), count_ids(located, "user_id"))
+    held = held_out(latest_rows(located, ID_COLUMNS))
     split = np.full(table.num_rows, TRAIN)
     split[held["row"].to_numpy()] = held["split"].to_numpy()
     pairs = zip(table["user_id"].to_pylist(), table["item_id"].to_pylist(), strict=True)
@@ -58,3 +57,19 @@ def test_latest_rows_of_parts_equal_latest_rows_of_the_whole() -> None:
     )
     parts = [latest_rows(table.slice(start, 250), ID_COLUMNS) for start in range(0, 1000, 250)]
     assert latest_rows(pa.concat_tables(parts), ID_COLUMNS).equals(latest_rows(table, ID_COLUMNS))
+
+
+def test_held_out_items_are_distinct_when_rows_repeat() -> None:
+    # User 1 repeats item 4 at its latest time; user 2 has one item only, three times.
+    table = pa.table(
+        {
+            "user_id": [1] * 5 + [2] * 3,
+            "item_id": [4, 4, 4, 2, 1, 7, 7, 7],
+            "timestamp": [9, 9, 9, 1, 2, 1, 2, 3],
+        }
+    )
+    held = held_out(latest_rows(_located(table), ID_COLUMNS)).sort_by("split")
+    assert held["user_id"].to_pylist() == [1, 1]
+    assert held["item_id"].to_pylist() == [1, 4]  # valid, test
+    assert held["split"].to_pylist() == [VALID, TEST]
+    assert held["row"].to_pylist()[1] == 2  # ties by input position: the last copy is test
