@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -65,6 +64,8 @@ def _id_keys(ids: pa.ChunkedArray) -> np.ndarray:
     fixed key, so the same in every process). Nulls (bad rows, never used) get a key too."""
     if pa.types.is_integer(ids.type):
         return pc.fill_null(ids, 0).to_numpy().astype(np.uint64)
+    import pandas as pd  # here, not above: its import takes most of a second in every task
+
     text = pc.fill_null(ids, "").to_numpy(zero_copy_only=False)
     return pd.util.hash_array(text, categorize=False)
 
@@ -86,16 +87,31 @@ def latest_rows(
     candidates: pa.Table, id_columns: tuple[str, ...], keep: int = MIN_EVAL_HISTORY
 ) -> pa.Table:
     """Each user's `keep` latest distinct items, each at its latest row (order and id columns),
-    latest first, users ascending. Merging the latest rows of parts gives those of the whole."""
+    latest first, users ascending. Merging the latest rows of parts gives those of the whole.
+
+    A user whose `keep` latest rows hold distinct items needs nothing more; only the users
+    with a repeat among them (few, in most logs) are searched through all their rows."""
     extra = [c for c in id_columns if c not in ("user_id", *ORDER_COLUMNS)]
-    table = candidates.select(["user_id", *ORDER_COLUMNS, *extra])
+    ordered = _latest_first(candidates.select(["user_id", *ORDER_COLUMNS, *extra]))
+    head = ordered.filter(pa.array(positions_in_groups(ordered["user_id"]) < keep))
+    by_pair, latest = _by_pair(head)
+    repeating = pc.unique(by_pair.filter(pa.array(~latest))["user_id"])
+    if not len(repeating):
+        return head
+    clean = head.filter(pc.invert(pc.is_in(head["user_id"], value_set=repeating)))
+    deep, latest = _by_pair(ordered.filter(pc.is_in(ordered["user_id"], value_set=repeating)))
+    merged = _latest_first(pa.concat_tables([clean, deep.filter(pa.array(latest))]))
+    return merged.filter(pa.array(positions_in_groups(merged["user_id"]) < keep))
+
+
+def _by_pair(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
+    """`table` sorted by (user, item), latest first within a pair, and which rows are the
+    latest of their pair."""
     by_pair = table.sort_by(
         [("user_id", "ascending"), ("item_id", "ascending")]
         + [(c, "descending") for c in ORDER_COLUMNS if c != "item_id"]
     )
-    latest_of_pair = positions_in_groups(by_pair["user_id"], by_pair["item_id"]) == 0
-    ordered = _latest_first(by_pair.filter(pa.array(latest_of_pair)))
-    return ordered.filter(positions_in_groups(ordered["user_id"]) < keep)
+    return by_pair, positions_in_groups(by_pair["user_id"], by_pair["item_id"]) == 0
 
 
 def _latest_first(table: pa.Table) -> pa.Table:
