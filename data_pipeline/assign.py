@@ -1,4 +1,4 @@
-"""Pass 2 of prepare: per unit, tag each row's split, remap ids and write the parts.
+"""The last pass of prepare: per unit, tag each row's split, remap ids and write the parts.
 
 Every unit writes `<split>.parquet/part-<unit>.parquet` for each split (and, when it drops rows:
 bad rows under on_bad_rows = "drop", duplicates of held-out pairs (repeats.py), also

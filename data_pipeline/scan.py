@@ -1,8 +1,8 @@
 """Pass 1 of prepare: per unit, check rows and aggregate what the split and vocabularies need.
 
-A unit's summary is its bad-row problems, its users' latest rows (two, plus the sequence
-length when SASRec sequences are written) and its counts per id column; the driver merges
-summaries as they stream in, so its memory follows the number of distinct ids, never the
+A unit's summary is its bad-row problems, its users' latest distinct items (three, or two plus
+the sequence length when SASRec sequences are written) and its counts per id column; the driver
+merges summaries as they stream in, so its memory follows the number of distinct ids, never the
 number of rows.
 """
 
@@ -27,17 +27,19 @@ FOLD_MIN_ROWS = 1 << 23
 
 @dataclass
 class Summary:
-    """What pass 1 knows about some rows: counts per id and each user's latest rows."""
+    """What pass 1 knows about some rows: counts per id and each user's latest distinct items."""
 
-    latest: pa.Table  # each user's latest rows: user_id, timestamp, item_id, unit, row, extras
+    # Each user's latest distinct items at their latest rows (split.latest_rows): user_id,
+    # timestamp, item_id, unit, row, extras.
+    latest: pa.Table
     counts: dict[str, pa.Table]  # id column -> (column, count)
     problems: list[dict[str, Any]] = field(default_factory=list)
 
 
 def scan_unit(unit: Unit, id_columns: tuple[str, ...], rule: SplitRule) -> Summary:
     """Check one unit's rows and summarise its good ones (runs in a Ray task). Under a random
-    split only training rows are counted; otherwise all rows are, and each user's latest rows
-    are kept for the driver to pick the held-out ones."""
+    split only training rows are counted; otherwise all rows are, and each user's latest
+    distinct items are kept for the driver to pick the held-out ones."""
     names = pq.ParquetFile(unit.file).schema_arrow.names
     columns = [*id_columns, TIME_COLUMN] if TIME_COLUMN in names else list(id_columns)
     table = normalize_ids(read_unit(unit, columns), id_columns, unit.file, unit.first_row)

@@ -72,7 +72,8 @@ class DataConfig:
     split: Literal["leave_last_two_out", "random"] = "leave_last_two_out"
     random_fractions: tuple[float, ...] = (0.9, 0.0, 0.1)
     # > 0: also write sequences.parquet, each user's latest this-many training items (SASRec
-    # uses 50); needs the leave-last-two-out split. Pass 1 keeps length + 2 rows per user.
+    # uses 50; distinct items, by their latest time); needs the leave-last-two-out split.
+    # Pass 1 keeps length + 2 distinct items per user.
     sequence_length: int = 0
 
     # Size of the generated log when `if_missing = "synthesize"`, and its seed: the dataset

@@ -1,6 +1,7 @@
 """The `mgqe-dist` entry in-process: one-line errors with exit 2, and a tiny end-to-end run."""
 
 import json
+import shutil
 import socket
 import time
 import tomllib
@@ -155,3 +156,22 @@ def test_out_of_range_setting_exits_2_naming_the_key(
     err = capsys.readouterr().err
     assert err == "mgqe-dist train: error: train.epochs must be >= 1, got 0\n"
     assert not (tmp_path / "run").exists()
+
+
+def test_a_log_read_twice_still_evaluates_every_user(
+    tiny_job: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # The tiny generated log, every row twice: held-out pairs must not also be trained on.
+    log = Path(tomllib.loads(tiny_job.read_text())["data"]["prepared_dir"]) / "input"
+    twice = tmp_path / "logs"
+    twice.mkdir()
+    for copy in ("a", "b"):
+        shutil.copyfile(log / "interactions.parquet", twice / f"{copy}.parquet")
+    settings = [f'data.source="{twice}"', f'data.prepared_dir="{tmp_path / "prepared"}"']
+    settings += [f'output_dir="{tmp_path / "run"}"', "train.epochs=1", "embedding.kind=full"]
+    args = [a for s in settings for a in ("--set", s)]
+    assert main(["prepare", str(tiny_job), *args]) == 0
+    assert main(["train", str(tiny_job), *args]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["data"]["rows"]["test"] == 120
+    assert metrics["hr@10"] > 0.02 and metrics["valid_hr@10"] > 0.02
