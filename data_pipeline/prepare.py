@@ -178,7 +178,7 @@ def _run_pipeline(files: list[Path], cfg: DataConfig, seed: int, out: Path) -> d
         "rows": {"input": input_rows, **rows},
         "dropped": totals["reasons"],  # reason -> rows, all in quarantine.parquet
         "empty_files": empty_files,
-        "users": users,
+        "users": users,  # leave-last-two-out: train_only = fewer than 3 distinct items
         "oov_rows": totals["oov_rows"],
         "features": features,
         "checksums": {p.relative_to(out).as_posix(): sha256_tree(p) for p in artifacts},
