@@ -1,9 +1,10 @@
-"""Pass 2 of prepare: per unit, tag each row's split, remap ids and write the parts.
+"""The last pass of prepare: per unit, tag each row's split, remap ids and write the parts.
 
-Every unit writes `<split>.parquet/part-<unit>.parquet` for each split (and, when it has bad
-rows under on_bad_rows = "drop", `quarantine.parquet/part-<unit>.parquet` with every column as
-text plus source file, row and reason), so output names and contents do not depend on task
-order. Each unit returns its row counts; the driver checks they add up to the input.
+Every unit writes `<split>.parquet/part-<unit>.parquet` for each split (and, when it drops rows:
+bad rows under on_bad_rows = "drop", duplicates of held-out pairs (repeats.py), also
+`quarantine.parquet/part-<unit>.parquet` with every column as text plus source file, row and
+reason), so output names and contents do not depend on task order. Each unit returns its row
+counts; the driver checks they add up to the input.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from data_pipeline.repeats import DUPLICATE, HeldOut
 from data_pipeline.schema import check_rows, normalize_ids
-from data_pipeline.split import SPLITS, TRAIN, SplitRule
+from data_pipeline.split import SPLITS, SplitRule
 from data_pipeline.units import Unit, read_unit
 
 QUARANTINE = "quarantine"
@@ -55,13 +57,11 @@ class IdMap:
 
 @dataclass(frozen=True)
 class AssignPlan:
-    """What every unit needs from pass 1: held-out rows (leave-last-two-out), id maps, the
-    split rule and the output directory."""
+    """What every unit needs from the passes before: held-out rows (leave-last-two-out; None
+    under the random split), id maps, the split rule and the output directory."""
 
     out: str
-    held_out_unit: np.ndarray  # sorted unit index of every held-out row
-    held_out_row: np.ndarray  # its row in the unit
-    held_out_split: np.ndarray  # VALID or TEST
+    held: HeldOut | None
     id_maps: dict[str, IdMap]  # every id column (users, items, extra features)
     rule: SplitRule
 
@@ -69,25 +69,24 @@ class AssignPlan:
 def assign_unit(unit: Unit, plan: AssignPlan) -> dict[str, Any]:
     """Write one unit's rows to their splits (runs in a Ray task); returns its row counts."""
     id_columns = tuple(plan.id_maps)
-    table = normalize_ids(read_unit(unit), id_columns)
+    table = normalize_ids(read_unit(unit), id_columns, unit.file, unit.first_row)
     check = check_rows(table, unit.file, unit.first_row, id_columns)
     counts: dict[str, Any] = {"quarantined": 0, "reasons": {}, "oov_rows": {}}
-    if plan.rule.kind == "random":
-        split = plan.rule.random_splits(unit, table.num_rows)
+    if plan.held is None:
+        split = plan.rule.random_splits(table)
     else:
-        split = np.full(table.num_rows, TRAIN, dtype=np.int8)
-        lo, hi = np.searchsorted(plan.held_out_unit, [unit.index, unit.index + 1])
-        split[plan.held_out_row[lo:hi]] = plan.held_out_split[lo:hi]
-    if check.reasons is not None:  # only under on_bad_rows = "drop": "error" stopped after pass 1
-        bad = pc.is_valid(check.reasons)
-        _quarantine(table, check.reasons, bad, unit, plan)
-        counts["quarantined"] = int(pc.sum(bad).as_py())
+        split = plan.held.splits(unit, table.num_rows)
+    reasons = _drop_reasons(table, check.reasons, split, plan.held)
+    if reasons is not None:
+        dropped = pc.is_valid(reasons)
+        _quarantine(table, reasons, dropped, unit, plan)
+        counts["quarantined"] = int(pc.sum(dropped).as_py())
         counts["reasons"] = {
             entry["values"]: entry["counts"]
-            for entry in pc.value_counts(check.reasons.filter(bad)).to_pylist()
+            for entry in pc.value_counts(reasons.filter(dropped)).to_pylist()
         }
-        good = pc.invert(bad)
-        table, split = table.filter(good), split[good.to_numpy(zero_copy_only=False)]
+        kept = pc.invert(dropped)
+        table, split = table.filter(kept), split[kept.to_numpy(zero_copy_only=False)]
     for column, id_map in plan.id_maps.items():
         index = table.schema.get_field_index(column)
         table = table.set_column(index, column, id_map(table[column]))
@@ -99,6 +98,24 @@ def assign_unit(unit: Unit, plan: AssignPlan) -> dict[str, Any]:
             c: int(pc.sum(pc.equal(part[c], m.oov)).as_py() or 0) for c, m in plan.id_maps.items()
         }
     return counts
+
+
+def _drop_reasons(
+    table: pa.Table, bad: pa.Array | None, split: np.ndarray, held: HeldOut | None
+) -> pa.Array | None:
+    """Why each row is left out of the splits (null: it is not), or None when none is: bad
+    rows (only under on_bad_rows = "drop": "error" stopped after pass 1) and duplicates."""
+    good = np.ones(table.num_rows, dtype=bool)
+    if bad is not None:
+        good = pc.is_null(bad).to_numpy(zero_copy_only=False)
+    duplicate = np.zeros(table.num_rows, dtype=bool)
+    if held is not None:
+        duplicate = held.duplicates(table, split, good)
+    if not duplicate.any():
+        return bad
+    if bad is None:
+        bad = pa.nulls(table.num_rows, pa.string())
+    return pc.if_else(pa.array(duplicate), DUPLICATE, bad)
 
 
 def _quarantine(

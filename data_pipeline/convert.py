@@ -7,10 +7,12 @@ Contract (DESIGN.md): `user_id`, `item_id` (int64 or string), `timestamp` (int64
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
@@ -67,14 +69,46 @@ def read_sasrec_text(path: str | Path) -> pa.Table:
 
 def delimited_to_parquet(path: str | Path, out_path: Path, delimiter: str) -> Path:
     """Stream a CSV/TSV file whose header names the contract's columns into Parquet, one block
-    at a time (memory stays at one block). Column types are inferred from the first block."""
+    at a time (memory stays at one block).
+
+    Other columns' types are inferred from the first block. The timestamp is read as int64: a
+    value that is not an integer is an error naming its line. An id column with a value that
+    is not an integer holds string ids, which is said on stderr with the first such line (when
+    that value comes after the first block, the file is converted again with the column as
+    text). Lines are counted one per row after the header line.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConversionError(f"{path}: file not found")
-    parse = pa_csv.ParseOptions(delimiter=delimiter)
-    read = pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES)
+    text_ids: list[str] = []
+    while (column := _stream_delimited(path, out_path, delimiter, text_ids)) is not None:
+        text_ids.append(column)
+    schema = pq.read_schema(out_path)
+    text = [c for c in ID_COLUMNS if not pa.types.is_integer(schema.field(c).type)]
+    for column in text:
+        found = _first_non_integer(path, column, delimiter)
+        if found:
+            print(
+                f"NOTE: {path}: column {column!r} holds string ids: line {found[0]} has "
+                f"{found[1]!r}, not an integer (ids compare as text: '7' and '07' are two ids)",
+                file=sys.stderr,
+            )
+    return out_path
+
+
+def _stream_delimited(
+    path: Path, out_path: Path, delimiter: str, text_ids: list[str]
+) -> str | None:
+    """Convert `path` with the `text_ids` columns read as text; returns an id column that a
+    later block showed to hold a non-integer id (the conversion must be redone), else None."""
+    types = {TIME_COLUMN: pa.int64(), **dict.fromkeys(text_ids, pa.string())}
     try:
-        reader = pa_csv.open_csv(path, read_options=read, parse_options=parse)
+        reader = pa_csv.open_csv(
+            path,
+            read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter),
+            convert_options=pa_csv.ConvertOptions(column_types=types),
+        )
         missing = [c for c in (*ID_COLUMNS, TIME_COLUMN) if c not in reader.schema.names]
         if missing:
             raise ConversionError(
@@ -84,8 +118,43 @@ def delimited_to_parquet(path: str | Path, out_path: Path, delimiter: str) -> Pa
             for batch in reader:
                 writer.write_batch(batch)
     except pa.ArrowInvalid as exc:
+        found = _first_non_integer(path, TIME_COLUMN, delimiter)
+        if found:
+            raise ConversionError(
+                f"{path}:{found[0]}: timestamp is not an integer: {found[1]!r}"
+            ) from None
+        for column in ID_COLUMNS:
+            if column not in text_ids and _first_non_integer(path, column, delimiter):
+                return column
         raise ConversionError(f"{path}: {' '.join(str(exc).split())}") from exc
-    return out_path
+    return None
+
+
+def _first_non_integer(path: Path, column: str, delimiter: str) -> tuple[int, str] | None:
+    """Line and text of the first non-empty value of `column` that is not an integer (reads
+    that column alone, as text, block by block); None also when the file cannot be parsed,
+    whose error the caller reports."""
+    convert = pa_csv.ConvertOptions(
+        include_columns=[column], column_types={column: pa.string()}, strings_can_be_null=True
+    )
+    rows = 0
+    try:
+        reader = pa_csv.open_csv(
+            path,
+            read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter),
+            convert_options=convert,
+        )
+        for batch in reader:
+            values = batch.column(0)
+            other = pc.invert(pc.match_substring_regex(values, r"^-?[0-9]+$")).fill_null(False)
+            if pc.any(other).as_py():
+                first = pc.index(other, True).as_py()
+                return rows + first + 2, values[first].as_py()  # line 1 is the header
+            rows += batch.num_rows
+    except pa.ArrowInvalid:
+        return None
+    return None
 
 
 def convert_to_parquet(table: pa.Table, out_path: str | Path) -> Path:

@@ -1,12 +1,14 @@
 """`prepare`: the Ray job that turns an interaction log into a prepared dataset.
 
-File schemas are checked on the driver; then two passes of Ray tasks over units (runs of row
+File schemas are checked on the driver; then passes of Ray tasks over units (runs of row
 groups) stream the log without ever shuffling or collecting rows:
-1. check rows and summarise each unit (counts per id, each user's latest two rows); the
-   driver merges summaries into state sized by the vocabularies, then picks held-out rows and
-   builds ranked, tiered vocabularies from training-split counts;
-2. tag every row's split, remap ids and write the split parts (and quarantined bad rows).
-With data.sequence_length = L, pass 1 also keeps each user's L + 2 latest rows, from which
+1. check rows and summarise each unit (counts per id, each user's latest distinct items); the
+   driver merges summaries into state sized by the vocabularies, then picks held-out rows;
+2. (leave-last-two-out only) count the other rows of held-out (user, item) pairs, which leave
+   training as duplicates (repeats.py), so that the vocabularies, ranked and tiered next, count
+   exactly the training split;
+3. tag every row's split, remap ids and write the split parts (and quarantined rows).
+With data.sequence_length = L, pass 1 keeps each user's L + 2 latest distinct items, from which
 sequences.parquet (the L latest training items per user, for SASRec) is written.
 Every input row is accounted for in stats.json. The output directory appears atomically, so a
 crashed run never leaves a half-prepared dataset behind. data.prepared_dir is only ever replaced
@@ -32,7 +34,8 @@ import ray
 
 from data_pipeline.assign import QUARANTINE, AssignPlan, IdMap, assign_unit
 from data_pipeline.files import OutputPathError, atomic_path, sha256_tree, write_json_atomic
-from data_pipeline.scan import Summary, SummaryMerger, count_ids, scan_unit
+from data_pipeline.repeats import DUPLICATE, HeldOut, count_repeats
+from data_pipeline.scan import Summary, SummaryMerger, count_ids, scan_unit, sum_counts
 from data_pipeline.schema import (
     ID_COLUMNS,
     TIME_COLUMN,
@@ -41,13 +44,13 @@ from data_pipeline.schema import (
     problems_message,
 )
 from data_pipeline.source import Source, describe_source, is_glob, materialize_source
-from data_pipeline.split import SPLITS, SplitRule, held_out, train_sequences
+from data_pipeline.split import MIN_EVAL_HISTORY, SPLITS, SplitRule, held_out, train_sequences
 from data_pipeline.stats import STATS_FILE, load_stats
 from data_pipeline.tiers import TierRule, build_vocab
-from data_pipeline.units import plan_units, run_tasks
+from data_pipeline.units import Unit, plan_units, run_tasks
 from mgqe_dist.config import DataConfig
 
-PIPELINE_VERSION = "2"
+PIPELINE_VERSION = "3"
 SEQUENCES = "sequences.parquet"
 
 
@@ -87,8 +90,23 @@ def prepare(cfg: DataConfig, seed: int, force: bool = False) -> Path:
             seconds=round(time.time() - started, 1),
         )
         write_json_atomic(stats, tmp / STATS_FILE)
-    print(f"prepared dataset written to {out} in {stats['seconds']} s")
+    print(f"prepared dataset written to {out} in {stats['seconds']} s: {_summary_line(stats)}")
     return out
+
+
+def _summary_line(stats: dict[str, Any]) -> str:
+    """Rows per split and left out; under leave-last-two-out, users evaluated and not."""
+    rows, users = stats["rows"], stats["users"]
+    line = (
+        f"{rows['train']:,} train, {rows['valid']:,} valid, {rows['test']:,} test rows, "
+        f"{rows['quarantined']:,} left out"
+    )
+    if "evaluated" not in users:
+        return line
+    return (
+        f"{line}; {users['evaluated']:,} users evaluated, {users['train_only']:,} with fewer "
+        f"than {MIN_EVAL_HISTORY} distinct items only in train (no valid or test row)"
+    )
 
 
 def _check_apart(out: Path, configured: str, source: Source) -> None:
@@ -130,12 +148,49 @@ def _run_pipeline(files: list[Path], cfg: DataConfig, seed: int, out: Path) -> d
         raise ValidationError(f"no rows in any of the {len(files)} input file(s)")
     _start_ray()
     units = plan_units(files)
+    passes = 2 if split_rule.kind == "random" else 3
     print(
-        f"pass 1/2: checking and counting {input_rows:,} rows ({len(files)} file(s), "
+        f"pass 1/{passes}: checking and counting {input_rows:,} rows ({len(files)} file(s), "
         f"{len(units)} unit(s))"
     )
-    merger = SummaryMerger(split_rule.keep)
-    for summary in run_tasks(scan_unit, units, id_columns, split_rule, label="checked"):
+    summary = _summarize(units, id_columns, split_rule, input_rows, drop)
+    held, removed = _hold_out(summary, split_rule, units, id_columns)
+    features, id_maps = _build_vocabs(summary, removed, rules, out / "vocab")
+    plan = AssignPlan(out=str(out), held=held, id_maps=id_maps, rule=split_rule)
+    print(
+        f"pass {passes}/{passes}: splitting ({cfg.split.replace('_', ' ')}), remapping ids, writing"
+    )
+    totals = _add_counts(run_tasks(assign_unit, units, plan, label="written"))
+    rows = {name: totals[name] for name in (*SPLITS, "quarantined")}
+    if sum(rows.values()) != input_rows:
+        raise RuntimeError(f"row accounting failed: {rows} do not add up to {input_rows} read")
+    artifacts = [*(out / f"{s}.parquet" for s in SPLITS), *sorted((out / "vocab").iterdir())]
+    if cfg.sequence_length:
+        _write_sequences(train_sequences(summary.latest, cfg.sequence_length), id_maps, out)
+        artifacts.append(out / SEQUENCES)
+    if rows["quarantined"]:
+        artifacts.append(out / f"{QUARANTINE}.parquet")
+        _warn_dropped(totals["reasons"], out)
+    users = {"total": features["user_id"]["oov_id"]}
+    if held is not None:
+        users.update(evaluated=len(held.users), train_only=users["total"] - len(held.users))
+    return {
+        "rows": {"input": input_rows, **rows},
+        "dropped": totals["reasons"],  # reason -> rows, all in quarantine.parquet
+        "empty_files": empty_files,
+        "users": users,  # leave-last-two-out: train_only = fewer than 3 distinct items
+        "oov_rows": totals["oov_rows"],
+        "features": features,
+        "checksums": {p.relative_to(out).as_posix(): sha256_tree(p) for p in artifacts},
+    }
+
+
+def _summarize(
+    units: list[Unit], id_columns: tuple[str, ...], rule: SplitRule, input_rows: int, drop: bool
+) -> Summary:
+    """Pass 1: the merged summary of every unit; bad rows are an error unless dropped."""
+    merger = SummaryMerger(rule.keep)
+    for summary in run_tasks(scan_unit, units, id_columns, rule, label="checked"):
         merger.add(summary)
     summary = merger.result()
     if summary.problems and not drop:
@@ -145,51 +200,50 @@ def _run_pipeline(files: list[Path], cfg: DataConfig, seed: int, out: Path) -> d
             f"all {input_rows:,} input rows are bad, none is left to train on: "
             + problems_message(summary.problems)
         )
-    held = held_out(summary.latest, summary.counts["user_id"])
-    features, id_maps = _build_vocabs(summary, held, rules, out / "vocab")
-    plan = AssignPlan(
-        out=str(out),
-        held_out_unit=held["unit"].to_numpy(),
-        held_out_row=held["row"].to_numpy(),
-        held_out_split=held["split"].to_numpy(),
-        id_maps=id_maps,
-        rule=split_rule,
+    return summary
+
+
+def _hold_out(
+    summary: Summary, rule: SplitRule, units: list[Unit], id_columns: tuple[str, ...]
+) -> tuple[HeldOut | None, dict[str, pa.Table]]:
+    """The held-out rows (leave-last-two-out; None under the random split) and, per id column,
+    the counts of the rows that the summary counted but that leave training: held-out rows
+    and, found by pass 2, the other rows of held-out pairs (repeats.py)."""
+    if rule.kind == "random":  # pass 1 counted training rows only
+        return None, {column: summary.counts[column].slice(0, 0) for column in id_columns}
+    rows = held_out(summary.latest)
+    held = HeldOut.of(rows)
+    removed = {column: count_ids(rows, column) for column in id_columns}
+    print("pass 2/3: finding the other rows of held-out (user, item) pairs")
+    has_bad_rows = bool(summary.problems)
+    for part in run_tasks(count_repeats, units, held, id_columns, has_bad_rows, label="checked"):
+        removed = {c: sum_counts([removed[c], part[c]], c) for c in id_columns}
+    return held, removed
+
+
+def _warn_dropped(reasons: dict[str, int], out: Path) -> None:
+    """Say on stderr how many rows were left out of the splits, and why."""
+    total = sum(reasons.values())
+    print(
+        f"WARNING: {total:,} row(s) left out of the splits, kept in "
+        f"{out.name}/{QUARANTINE}.parquet: {reasons}",
+        file=sys.stderr,
     )
-    print(f"pass 2/2: splitting ({cfg.split.replace('_', ' ')}), remapping ids, writing")
-    totals = _add_counts(run_tasks(assign_unit, units, plan, label="written"))
-    rows = {name: totals[name] for name in (*SPLITS, "quarantined")}
-    if sum(rows.values()) != input_rows:
-        raise RuntimeError(f"row accounting failed: {rows} do not add up to {input_rows} read")
-    users = features["user_id"]["oov_id"]
-    artifacts = [*(out / f"{s}.parquet" for s in SPLITS), *sorted((out / "vocab").iterdir())]
-    if cfg.sequence_length:
-        sequences = train_sequences(summary.latest, summary.counts["user_id"], cfg.sequence_length)
-        _write_sequences(sequences, id_maps, out / SEQUENCES)
-        artifacts.append(out / SEQUENCES)
-    if rows["quarantined"]:
-        artifacts.append(out / f"{QUARANTINE}.parquet")
+    if reasons.get(DUPLICATE):
         print(
-            f"WARNING: {rows['quarantined']:,} bad row(s) quarantined in "
-            f"{out.name}/{QUARANTINE}.parquet: {totals['reasons']}",
+            f"WARNING: {reasons[DUPLICATE]:,} of them repeat a user's held-out (user, item) pair "
+            "(each user's latest two distinct items are held out, and a held-out pair is never "
+            "also trained on)",
             file=sys.stderr,
         )
-    return {
-        "rows": {"input": input_rows, **rows},
-        "dropped": totals["reasons"],  # reason -> rows, all in quarantine.parquet
-        "empty_files": empty_files,
-        "users": {"total": users, "evaluated": rows["test"], "train_only": users - rows["test"]},
-        "oov_rows": totals["oov_rows"],
-        "features": features,
-        "checksums": {p.relative_to(out).as_posix(): sha256_tree(p) for p in artifacts},
-    }
 
 
-def _write_sequences(sequences: pa.Table, id_maps: dict[str, IdMap], path: Path) -> None:
+def _write_sequences(sequences: pa.Table, id_maps: dict[str, IdMap], out: Path) -> None:
     """sequences.parquet with new ids: user_id, items (latest training items, oldest first)."""
     items = sequences["items"].combine_chunks()
     new_items = pa.ListArray.from_arrays(items.offsets, id_maps["item_id"](items.values))
     table = pa.table({"user_id": id_maps["user_id"](sequences["user_id"]), "items": new_items})
-    pq.write_table(table.sort_by("user_id"), path)
+    pq.write_table(table.sort_by("user_id"), out / SEQUENCES)
 
 
 def tier_rules(cfg: DataConfig) -> dict[str, TierRule]:
@@ -212,9 +266,9 @@ def tier_rules(cfg: DataConfig) -> dict[str, TierRule]:
 
 
 def _build_vocabs(
-    summary: Summary, held: pa.Table, rules: dict[str, TierRule], vocab_dir: Path
+    summary: Summary, removed: dict[str, pa.Table], rules: dict[str, TierRule], vocab_dir: Path
 ) -> tuple[dict[str, Any], dict[str, IdMap]]:
-    """Training-split counts (all rows minus held-out ones), ranked and tiered into vocab/.
+    """Training-split counts (the summary's minus `removed`), ranked and tiered into vocab/.
 
     Returns per-feature stats and the raw-id -> new-id maps.
     """
@@ -222,7 +276,7 @@ def _build_vocabs(
     features: dict[str, Any] = {}
     id_maps: dict[str, IdMap] = {}
     for column, rule in rules.items():
-        counts = _minus(summary.counts[column], count_ids(held, column), column)
+        counts = _minus(summary.counts[column], removed[column], column)
         try:
             vocab, boundaries = build_vocab(counts[column], counts["count"], rule, column)
         except ValueError as exc:

@@ -1,8 +1,8 @@
 """Pass 1 of prepare: per unit, check rows and aggregate what the split and vocabularies need.
 
-A unit's summary is its bad-row problems, its users' latest rows (two, plus the sequence
-length when SASRec sequences are written) and its counts per id column; the driver merges
-summaries as they stream in, so its memory follows the number of distinct ids, never the
+A unit's summary is its bad-row problems, its users' latest distinct items (three, or two plus
+the sequence length when SASRec sequences are written) and its counts per id column; the driver
+merges summaries as they stream in, so its memory follows the number of distinct ids, never the
 number of rows.
 """
 
@@ -27,20 +27,22 @@ FOLD_MIN_ROWS = 1 << 23
 
 @dataclass
 class Summary:
-    """What pass 1 knows about some rows: counts per id and each user's latest rows."""
+    """What pass 1 knows about some rows: counts per id and each user's latest distinct items."""
 
-    latest: pa.Table  # each user's latest rows: user_id, timestamp, item_id, unit, row, extras
+    # Each user's latest distinct items at their latest rows (split.latest_rows): user_id,
+    # timestamp, item_id, unit, row, extras.
+    latest: pa.Table
     counts: dict[str, pa.Table]  # id column -> (column, count)
     problems: list[dict[str, Any]] = field(default_factory=list)
 
 
 def scan_unit(unit: Unit, id_columns: tuple[str, ...], rule: SplitRule) -> Summary:
     """Check one unit's rows and summarise its good ones (runs in a Ray task). Under a random
-    split only training rows are counted; otherwise all rows are, and each user's latest rows
-    are kept for the driver to pick the held-out ones."""
+    split only training rows are counted; otherwise all rows are, and each user's latest
+    distinct items are kept for the driver to pick the held-out ones."""
     names = pq.ParquetFile(unit.file).schema_arrow.names
     columns = [*id_columns, TIME_COLUMN] if TIME_COLUMN in names else list(id_columns)
-    table = normalize_ids(read_unit(unit, columns), id_columns)
+    table = normalize_ids(read_unit(unit, columns), id_columns, unit.file, unit.first_row)
     check = check_rows(table, unit.file, unit.first_row, id_columns)
     n = table.num_rows
     if TIME_COLUMN not in names:  # only under the random split, which ignores time
@@ -51,7 +53,7 @@ def scan_unit(unit: Unit, id_columns: tuple[str, ...], rule: SplitRule) -> Summa
     if check.reasons is not None:
         counted &= pc.is_null(check.reasons).to_numpy(zero_copy_only=False)
     if rule.kind == "random":
-        counted &= rule.random_splits(unit, n) == TRAIN
+        counted &= rule.random_splits(table) == TRAIN
     table = table.filter(pa.array(counted))
     return Summary(
         latest=latest_rows(table, id_columns, rule.keep),
@@ -98,13 +100,14 @@ class SummaryMerger:
         columns = tuple(parts[0].counts)
         self._merged = Summary(
             latest=latest_rows(pa.concat_tables([p.latest for p in parts]), columns, self._keep),
-            counts={c: _sum_counts([p.counts[c] for p in parts], c) for c in columns},
+            counts={c: sum_counts([p.counts[c] for p in parts], c) for c in columns},
             problems=[problem for p in parts for problem in p.problems],
         )
         self._pending, self._pending_rows = [], 0
 
 
-def _sum_counts(tables: list[pa.Table], column: str) -> pa.Table:
+def sum_counts(tables: list[pa.Table], column: str) -> pa.Table:
+    """One (column, count) table from several, counts of the same id added up."""
     return (
         pa.concat_tables(tables)
         .group_by(column)

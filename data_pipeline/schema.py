@@ -19,6 +19,7 @@ ID_COLUMNS = ("user_id", "item_id")
 TIME_COLUMN = "timestamp"
 # How many offending rows an error message or problem record shows.
 FIRST_ROWS = 5
+INT64_MAX = 2**63 - 1
 
 
 class ValidationError(ValueError):
@@ -104,15 +105,33 @@ def id_kind(kind: pa.DataType) -> str | None:
     return None
 
 
-def normalize_ids(table: pa.Table, id_columns: tuple[str, ...]) -> pa.Table:
-    """Integer ids and timestamps as int64, string ids as string, so files of one log concat."""
+def normalize_ids(
+    table: pa.Table, id_columns: tuple[str, ...], file: str, first_row: int
+) -> pa.Table:
+    """Integer ids and timestamps as int64, string ids as string, so files of one log concat.
+    Unsigned values beyond int64 (>= 2**63) are a ValidationError naming the file, the column
+    and the first file rows (`table` holds the rows of `file` from `first_row` on)."""
     for column in checked_columns(table, id_columns):
         kind = table.schema.field(column).type
         target = pa.int64() if pa.types.is_integer(kind) else pa.string()
         if kind != target:
+            if pa.types.is_unsigned_integer(kind):
+                _check_fits_int64(table[column], file, first_row, column)
             index = table.schema.get_field_index(column)
             table = table.set_column(index, column, table[column].cast(target))
     return table
+
+
+def _check_fits_int64(values: pa.ChunkedArray, file: str, first_row: int, column: str) -> None:
+    too_large = pc.fill_null(pc.greater(values, pa.scalar(INT64_MAX, values.type)), False)
+    count = pc.sum(too_large).as_py() or 0
+    if count:
+        where = np.flatnonzero(too_large.to_numpy(zero_copy_only=False))[:FIRST_ROWS]
+        first = ", ".join(f"{first_row + int(i)} ({values[int(i)]})" for i in where)
+        raise ValidationError(
+            f"{file}: column {column!r}: {count} value(s) above {INT64_MAX}, the int64 range "
+            f"that ids and timestamps must fit, first at file row(s) {first}"
+        )
 
 
 @dataclass(frozen=True)

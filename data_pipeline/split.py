@@ -1,15 +1,19 @@
 """Splits. Leave-last-two-out: per user, the latest interaction is test, the one before valid.
 Random (for rating regression): each row independently by (train, valid, test) fractions.
 
+Held-out rows are each user's latest two distinct items, each at its latest row: a user who
+repeats an item (or whose rows are duplicated) still gets a valid item that differs from the
+test item. Every other row of a held-out (user, item) pair leaves training too (repeats.py).
 Time ties are broken by raw item id, then by input position (unit, row), so the split is
-deterministic and exact duplicates still give one test row. Only each user's latest two rows
-matter, so they are found without moving rows: every unit keeps its users' latest two, the
-driver merges those (size bounded by the number of users) and tags held-out rows by position.
-Users with fewer than three interactions keep all of them in train (they cannot be evaluated
-without leaving the model nothing to learn from).
+deterministic. Only each user's latest few distinct items matter, so they are found without
+moving rows: every unit keeps its users' latest distinct items, the driver merges those (size
+bounded by the number of users) and tags held-out rows by position. Users with fewer than three
+distinct items keep all their rows in train (they cannot be evaluated without leaving the model
+nothing of them to learn from); stats.json counts them.
 
-The random split draws each row's split from a hash of (seed, file, row in file), so it is the
-same in both passes and however the files are cut into units.
+The random split draws each row's split from a hash of (seed, user, item): every row of a
+(user, item) pair lands in the same split, so no pair is both trained on and held out, and the
+split is the same in both passes however the files are cut into units.
 """
 
 from __future__ import annotations
@@ -20,10 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from data_pipeline.units import Unit
-
 SPLITS = ("train", "valid", "test")
 TRAIN, VALID, TEST = range(3)
+# Distinct items a user needs to be evaluated: test, valid and at least one to train on.
 MIN_EVAL_HISTORY = 3
 # Columns that order a user's rows (latest last) and locate a row in the input.
 ORDER_COLUMNS = ("timestamp", "item_id", "unit", "row")
@@ -41,16 +44,30 @@ class SplitRule:
 
     @property
     def keep(self) -> int:
-        """Latest rows per user that pass 1 must keep."""
-        return 0 if self.kind == "random" else 2 + self.sequence_length
+        """Latest distinct items per user that pass 1 must keep: enough to tell whether a user
+        has MIN_EVAL_HISTORY of them, and the sequence after the two held-out ones."""
+        if self.kind == "random":
+            return 0
+        return max(MIN_EVAL_HISTORY, 2 + self.sequence_length)
 
-    def random_splits(self, unit: Unit, num_rows: int) -> np.ndarray:
-        """TRAIN/VALID/TEST of each of the unit's rows, from a hash of (seed, file, file row)."""
-        rows = np.arange(unit.first_row, unit.first_row + num_rows, dtype=np.uint64)
-        keys = rows | np.uint64(unit.file_index) << np.uint64(40)
-        draws = _uniform(keys ^ _mix(np.array([self.seed], dtype=np.uint64)))
+    def random_splits(self, table: pa.Table) -> np.ndarray:
+        """TRAIN/VALID/TEST of each row of `table` (raw ids), from a hash of (seed, user,
+        item)."""
+        seed = _mix(np.array([self.seed], dtype=np.uint64))
+        draws = _uniform(_mix(_id_keys(table["user_id"]) ^ seed) ^ _id_keys(table["item_id"]))
         edges = np.cumsum(self.fractions[:2])
         return np.searchsorted(edges, draws, side="right").astype(np.int8)
+
+
+def _id_keys(ids: pa.ChunkedArray) -> np.ndarray:
+    """A uint64 key per id: an integer id itself, a string id's hash (pandas' SipHash with its
+    fixed key, so the same in every process). Nulls (bad rows, never used) get a key too."""
+    if pa.types.is_integer(ids.type):
+        return pc.fill_null(ids, 0).to_numpy().astype(np.uint64)
+    import pandas as pd  # here, not above: its import takes most of a second in every task
+
+    text = pc.fill_null(ids, "").to_numpy(zero_copy_only=False)
+    return pd.util.hash_array(text, categorize=False)
 
 
 def _mix(z: np.ndarray) -> np.ndarray:
@@ -66,49 +83,77 @@ def _uniform(keys: np.ndarray) -> np.ndarray:
     return (_mix(keys) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-def latest_rows(candidates: pa.Table, id_columns: tuple[str, ...], keep: int = 2) -> pa.Table:
-    """Each user's `keep` latest rows (order and id columns), latest first, users ascending."""
+def latest_rows(
+    candidates: pa.Table, id_columns: tuple[str, ...], keep: int = MIN_EVAL_HISTORY
+) -> pa.Table:
+    """Each user's `keep` latest distinct items, each at its latest row (order and id columns),
+    latest first, users ascending. Merging the latest rows of parts gives those of the whole.
+
+    A user whose `keep` latest rows hold distinct items needs nothing more; only the users
+    with a repeat among them (few, in most logs) are searched through all their rows."""
     extra = [c for c in id_columns if c not in ("user_id", *ORDER_COLUMNS)]
     ordered = _latest_first(candidates.select(["user_id", *ORDER_COLUMNS, *extra]))
-    return ordered.filter(positions_in_groups(ordered["user_id"]) < keep)
+    head = ordered.filter(pa.array(positions_in_groups(ordered["user_id"]) < keep))
+    by_pair, latest = _by_pair(head)
+    repeating = pc.unique(by_pair.filter(pa.array(~latest))["user_id"])
+    if not len(repeating):
+        return head
+    clean = head.filter(pc.invert(pc.is_in(head["user_id"], value_set=repeating)))
+    deep, latest = _by_pair(ordered.filter(pc.is_in(ordered["user_id"], value_set=repeating)))
+    merged = _latest_first(pa.concat_tables([clean, deep.filter(pa.array(latest))]))
+    return merged.filter(pa.array(positions_in_groups(merged["user_id"]) < keep))
+
+
+def _by_pair(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
+    """`table` sorted by (user, item), latest first within a pair, and which rows are the
+    latest of their pair."""
+    by_pair = table.sort_by(
+        [("user_id", "ascending"), ("item_id", "ascending")]
+        + [(c, "descending") for c in ORDER_COLUMNS if c != "item_id"]
+    )
+    return by_pair, positions_in_groups(by_pair["user_id"], by_pair["item_id"]) == 0
 
 
 def _latest_first(table: pa.Table) -> pa.Table:
     return table.sort_by([("user_id", "ascending"), *((c, "descending") for c in ORDER_COLUMNS)])
 
 
-def positions_in_groups(keys: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """0, 1, 2, ... within each run of equal consecutive keys."""
-    keys = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
-    n = len(keys)
+def positions_in_groups(*keys: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """0, 1, 2, ... within each run of consecutive rows equal in every key."""
+    columns = [k.combine_chunks() if isinstance(k, pa.ChunkedArray) else k for k in keys]
+    n = len(columns[0])
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    new_group = np.ones(n, dtype=bool)
-    new_group[1:] = pc.not_equal(keys[1:], keys[:-1]).to_numpy(zero_copy_only=False)
+    new_group = np.zeros(n, dtype=bool)
+    new_group[0] = True
+    for column in columns:
+        new_group[1:] |= pc.not_equal(column[1:], column[:-1]).to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(new_group)
     return np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
 
 
-def held_out(latest: pa.Table, user_counts: pa.Table) -> pa.Table:
-    """Rows (unit, row, split and their id columns) that leave training: the latest row of
-    every user with at least MIN_EVAL_HISTORY rows is test, the one before valid."""
-    joined, position, evaluable = _with_positions(latest, user_counts)
+def held_out(latest: pa.Table) -> pa.Table:
+    """Rows (unit, row, split and their id columns) that leave training: for every user with
+    at least MIN_EVAL_HISTORY distinct items, the latest is test, the one before valid.
+    `latest` is latest_rows' result, with at least MIN_EVAL_HISTORY items kept per user."""
+    ordered, position, evaluable = _with_positions(latest)
     split = np.where(position == 0, TEST, VALID).astype(np.int8)
     return (
-        joined.drop_columns(["timestamp", "user_rows"])
+        ordered.drop_columns(["timestamp"])
         .append_column("split", pa.array(split))
         .filter(pa.array(evaluable & (position < 2)))
         .sort_by([("unit", "ascending"), ("row", "ascending")])
     )
 
 
-def train_sequences(latest: pa.Table, user_counts: pa.Table, length: int) -> pa.Table:
-    """Per user, the `length` latest training items, oldest first (SASRec's input): columns
-    user_id and items (list), raw ids. `latest` must hold each user's length + 2 latest rows."""
-    joined, position, evaluable = _with_positions(latest, user_counts)
+def train_sequences(latest: pa.Table, length: int) -> pa.Table:
+    """Per user, the `length` latest distinct training items, oldest first (SASRec's input):
+    columns user_id and items (list), raw ids. `latest` must hold each user's length + 2
+    latest distinct items."""
+    ordered, position, evaluable = _with_positions(latest)
     first_train = np.where(evaluable, 2, 0)
     keep = (position >= first_train) & (position < first_train + length)
-    rows = joined.filter(pa.array(keep)).select(["user_id", "item_id"])
+    rows = ordered.filter(pa.array(keep)).select(["user_id", "item_id"])
     rows = rows.append_column("order", pa.array(-np.flatnonzero(keep)))  # oldest first
     grouped = rows.sort_by([("user_id", "ascending"), ("order", "ascending")])
     return (
@@ -118,12 +163,12 @@ def train_sequences(latest: pa.Table, user_counts: pa.Table, length: int) -> pa.
     )
 
 
-def _with_positions(
-    latest: pa.Table, user_counts: pa.Table
-) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-    """`latest` with each user's row count, latest first; each row's position from the user's
-    latest (0 = latest) and whether its user is evaluated."""
-    counts = user_counts.rename_columns(["user_id", "user_rows"])
-    joined = _latest_first(latest.join(counts, "user_id"))
-    position = positions_in_groups(joined["user_id"])
-    return joined, position, joined["user_rows"].to_numpy() >= MIN_EVAL_HISTORY
+def _with_positions(latest: pa.Table) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """`latest` latest first; each row's position from its user's latest (0 = latest) and
+    whether its user has MIN_EVAL_HISTORY distinct items (and so is evaluated)."""
+    ordered = _latest_first(latest)
+    position = positions_in_groups(ordered["user_id"])
+    starts = np.flatnonzero(position == 0)
+    items_per_user = np.diff(np.r_[starts, len(position)])
+    evaluable = np.repeat(items_per_user, items_per_user) >= MIN_EVAL_HISTORY
+    return ordered, position, evaluable

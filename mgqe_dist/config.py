@@ -8,9 +8,11 @@ same way as the file.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +20,10 @@ from typing import Any, Literal
 
 class ConfigError(ValueError):
     """A job spec or override is invalid; the message names the key and the problem."""
+
+
+# Widest scalar quantization the SQ kind supports (embeddings/scalar_quant.py).
+MAX_SQ_BITS = 16
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,9 @@ class FeatureConfig:
     # Tiers as in the data section; both empty = the data section's tier settings.
     tier_fractions: tuple[float, ...] = ()
     tier_min_counts: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_tiers(f"data.features[{self.column!r}]", self.tier_fractions, self.tier_min_counts)
 
 
 @dataclass(frozen=True)
@@ -56,28 +65,16 @@ class DataConfig:
     # Extra categorical columns ([[data.features]] column = "genre"), each remapped to
     # frequency-ranked ids with its own vocab/<column>.parquet and tiers.
     features: tuple[FeatureConfig, ...] = ()
-    # How rows are split: per user by time (the latest is test, the one before valid; for
-    # ranking), or each row at random by random_fractions = (train, valid, test), seeded by
-    # the job's seed (the paper's 90/10 for rating regression).
+    # How rows are split: per user by time (the latest distinct item is test, the one before
+    # valid; for ranking), or each (user, item) pair with all its rows at random by
+    # random_fractions = (train, valid, test), seeded by the job's seed (the paper's 90/10 for
+    # rating regression).
     split: Literal["leave_last_two_out", "random"] = "leave_last_two_out"
     random_fractions: tuple[float, ...] = (0.9, 0.0, 0.1)
     # > 0: also write sequences.parquet, each user's latest this-many training items (SASRec
-    # uses 50); needs the leave-last-two-out split. Pass 1 keeps length + 2 rows per user.
+    # uses 50; distinct items, by their latest time); needs the leave-last-two-out split.
+    # Pass 1 keeps length + 2 distinct items per user.
     sequence_length: int = 0
-
-    def __post_init__(self) -> None:
-        fractions = self.random_fractions
-        if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-9:
-            raise ConfigError(
-                f"data.random_fractions = {list(fractions)}: expected three shares (train, "
-                "valid, test), each >= 0, summing to 1"
-            )
-        if fractions[0] <= 0:
-            raise ConfigError("data.random_fractions: the train share must be > 0")
-        if self.sequence_length < 0:
-            raise ConfigError(f"data.sequence_length must be >= 0, got {self.sequence_length}")
-        if self.sequence_length and self.split != "leave_last_two_out":
-            raise ConfigError('data.sequence_length needs data.split = "leave_last_two_out"')
 
     # Size of the generated log when `if_missing = "synthesize"`, and its seed: the dataset
     # stays the same whatever the job's (training) seed, as a real one would.
@@ -88,6 +85,23 @@ class DataConfig:
     # Order the generated log's timestamps so that each user's sequence carries a trend (a
     # sequential signal, as real histories have); without it times are random.
     synth_sequential: bool = False
+
+    def __post_init__(self) -> None:
+        _check_tiers("data", self.tier_fractions, self.tier_min_counts)
+        fractions = self.random_fractions
+        shares_ok = all(math.isfinite(f) and f >= 0 for f in fractions)
+        if len(fractions) != 3 or not shares_ok or abs(sum(fractions) - 1) > 1e-9:
+            raise ConfigError(
+                f"data.random_fractions = {list(fractions)}: expected three shares (train, "
+                "valid, test), each >= 0, summing to 1"
+            )
+        if fractions[0] <= 0:
+            raise ConfigError("data.random_fractions: the train share must be > 0")
+        _at_least("data", self, 0, "sequence_length", "synth_seed")
+        _at_least("data", self, 1, "synth_users", "synth_rows")
+        _at_least("data", self, 2, "synth_items")
+        if self.sequence_length and self.split != "leave_last_two_out":
+            raise ConfigError('data.sequence_length needs data.split = "leave_last_two_out"')
 
 
 @dataclass(frozen=True)
@@ -109,6 +123,12 @@ class EmbeddingConfig:
     rank: int = 48
     # SQ: bits per value after post-training quantization.
     bits: int = 8
+
+    def __post_init__(self) -> None:
+        _at_least("embedding", self, 1, "dim", "num_subspaces", "num_centroids", "rank")
+        _positive("embedding", self, "init_std")
+        in_range = f"in [1, {MAX_SQ_BITS}]"
+        _require("embedding.bits", self.bits, lambda b: 1 <= b <= MAX_SQ_BITS, in_range)
 
 
 @dataclass(frozen=True)
@@ -140,6 +160,12 @@ class TrainConfig:
     # Where to train and evaluate: "auto" takes the GPU when there is one.
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
+    def __post_init__(self) -> None:
+        # The log loss needs negatives; a training run needs an epoch and a non-empty batch.
+        _at_least("train", self, 1, "epochs", "batch_size", "num_negatives")
+        _at_least("train", self, 0, "early_stopping_patience", "progress_updates")
+        _positive("train", self, "learning_rate")
+
 
 @dataclass(frozen=True)
 class TrainerConfig:
@@ -164,11 +190,9 @@ class TrainerConfig:
     cpus_per_worker: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("num_workers", "checkpoint_every_steps", "max_failures"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"trainer.{name} must be >= 0, got {getattr(self, name)}")
-        if self.cpus_per_worker < 1:
-            raise ConfigError(f"trainer.cpus_per_worker must be >= 1, got {self.cpus_per_worker}")
+        _at_least("trainer", self, 0, "num_workers", "checkpoint_every_steps", "max_failures")
+        _at_least("trainer", self, 1, "cpus_per_worker")
+        _positive("trainer", self, "embedding_learning_rate")
 
 
 @dataclass(frozen=True)
@@ -177,6 +201,9 @@ class EvalConfig:
 
     k: int = 10
     user_batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        _at_least("eval", self, 1, "k", "user_batch_size")
 
 
 @dataclass(frozen=True)
@@ -192,6 +219,48 @@ class JobConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:  # numpy and the split hash take unsigned seeds
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+
+
+def _at_least(section: str, cfg: Any, low: int, *names: str) -> None:
+    """Each named field of `cfg` (every entry of a tuple field) is a finite number >= `low`."""
+    for name in names:
+        _require(f"{section}.{name}", getattr(cfg, name), lambda v: v >= low, f">= {low}")
+
+
+def _positive(section: str, cfg: Any, *names: str) -> None:
+    """Each named field of `cfg` is a finite number > 0."""
+    for name in names:
+        _require(f"{section}.{name}", getattr(cfg, name), lambda v: v > 0, "> 0")
+
+
+def _check_tiers(section: str, fractions: tuple[float, ...], min_counts: tuple[int, ...]) -> None:
+    """Tier shares in (0, 1) that leave ids for the last tier; minimum counts >= 1 that
+    strictly decrease from the head down."""
+    _require(f"{section}.tier_fractions", fractions, lambda f: 0 < f < 1, "in (0, 1)")
+    if sum(fractions) >= 1:
+        raise ConfigError(
+            f"{section}.tier_fractions must sum below 1 (the rest is the last tier), got "
+            f"{list(fractions)}"
+        )
+    _require(f"{section}.tier_min_counts", min_counts, lambda c: c >= 1, ">= 1")
+    if list(min_counts) != sorted(set(min_counts), reverse=True):
+        raise ConfigError(
+            f"{section}.tier_min_counts must strictly decrease, got {list(min_counts)}"
+        )
+
+
+def _require(key: str, value: Any, ok: Callable[[float], bool], rule: str) -> None:
+    """`value`, or each entry of a tuple, is finite and passes `ok`; else a ConfigError that
+    names the key, the rule and the value."""
+    entries = value if isinstance(value, tuple) else (value,)
+    if not all(math.isfinite(v) and ok(v) for v in entries):
+        what = f"{key} entries" if isinstance(value, tuple) else key
+        shown = list(value) if isinstance(value, tuple) else value
+        raise ConfigError(f"{what} must be {rule}, got {shown}")
 
 
 def load_job(path: str | Path, overrides: list[str] | None = None) -> JobConfig:

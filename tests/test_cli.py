@@ -1,6 +1,7 @@
 """The `mgqe-dist` entry in-process: one-line errors with exit 2, and a tiny end-to-end run."""
 
 import json
+import shutil
 import socket
 import time
 import tomllib
@@ -50,7 +51,7 @@ def test_prepared_dir_that_is_a_file_exits_2_before_any_work(
         f"mgqe-dist prepare: error: {tmp_path / 'prepared'} is a file; a directory is written "
         "there\n"
     )
-    assert "pass 1/2" not in captured.out
+    assert "pass 1/" not in captured.out
     assert (tmp_path / "prepared").read_text() == "notes"
 
 
@@ -145,3 +146,32 @@ def test_submit_to_a_silent_address_gives_up_in_bounded_time(
     assert f"cannot reach the Ray cluster at {address} (no answer within 1 s)" in (
         capsys.readouterr().err
     )
+
+
+def test_out_of_range_setting_exits_2_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    job = write_job(tmp_path)
+    assert main(["train", str(job), "--set", "train.epochs=0"]) == 2
+    err = capsys.readouterr().err
+    assert err == "mgqe-dist train: error: train.epochs must be >= 1, got 0\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_log_read_twice_still_evaluates_every_user(
+    tiny_job: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # The tiny generated log, every row twice: held-out pairs must not also be trained on.
+    log = Path(tomllib.loads(tiny_job.read_text())["data"]["prepared_dir"]) / "input"
+    twice = tmp_path / "logs"
+    twice.mkdir()
+    for copy in ("a", "b"):
+        shutil.copyfile(log / "interactions.parquet", twice / f"{copy}.parquet")
+    settings = [f'data.source="{twice}"', f'data.prepared_dir="{tmp_path / "prepared"}"']
+    settings += [f'output_dir="{tmp_path / "run"}"', "train.epochs=1", "embedding.kind=full"]
+    args = [a for s in settings for a in ("--set", s)]
+    assert main(["prepare", str(tiny_job), *args]) == 0
+    assert main(["train", str(tiny_job), *args]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["data"]["rows"]["test"] == 120
+    assert metrics["hr@10"] > 0.02 and metrics["valid_hr@10"] > 0.02

@@ -33,18 +33,18 @@ class RankingResult:
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
     """0-based rank of each row's target among unmasked columns; ties count against it.
 
-    scores (U, I), targets (U,), masked (U, I) bool of non-candidates. A target that is masked
-    or out of range gets rank I (never a hit).
+    scores (U, I), targets (U,), masked (U, I) bool of non-candidates. The target is always a
+    candidate, even where `masked` marks it (it was also seen in a masked split): masking it
+    would make it unreachable. A target out of range gets rank I (never a hit).
     """
     num_items = scores.shape[1]
     valid = (targets >= 0) & (targets < num_items)
     safe = targets.clamp(0, num_items - 1)
-    target_masked = masked.gather(1, safe[:, None]).squeeze(1)
-    masked = masked.clone()
-    masked[torch.arange(len(targets)), safe] = True  # the target is not its own competitor
+    competitors = ~masked
+    competitors[torch.arange(len(targets)), safe] = False  # the target does not compete with itself
     target_score = scores.gather(1, safe[:, None])
-    ahead = ((scores >= target_score) & ~masked).sum(1)
-    return torch.where(valid & ~target_masked, ahead, torch.full_like(ahead, num_items))
+    ahead = ((scores >= target_score) & competitors).sum(1)
+    return torch.where(valid, ahead, torch.full_like(ahead, num_items))
 
 
 def hr_ndcg(ranks: torch.Tensor, k: int) -> tuple[float, float]:

@@ -1,10 +1,12 @@
 """Runs an experiment's grid: prepares each dataset once, then trains every cell that has no
 finished result yet, a few at a time in child processes, with progress and an ETA.
 
-A cell is finished when its metrics.json exists and records the cell's job config (read with
-today's defaults, so a config key added since, at its default, does not re-run the grid); a
-cell whose config changed since is run again. Each child's output goes to the cell's
-train.log, so a failure can be read there; a failed cell is reported and the rest go on.
+A cell is finished when its run directory holds one run's outputs (train/outputs.py) whose
+metrics.json records the cell's job config (read with today's defaults, so a config key added
+since, at its default, does not re-run the grid); a cell whose config changed since, or whose
+outputs were left half-written by an interrupted run, is run again. Each child's output goes
+to the cell's train.log, so a failure can be read there; a failed cell is reported and the
+rest go on.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from mgqe_dist.config import ConfigError, JobConfig, from_dict, to_dict
 from mgqe_dist.report.experiment import Experiment, job_for
+from mgqe_dist.train.outputs import METRICS_FILE, RunOutputError, read_run_metrics
 
 
 @dataclass(frozen=True)
@@ -39,13 +42,13 @@ class Cell:
     @property
     def metrics_path(self) -> Path:
         """Where the finished run's metrics are."""
-        return Path(self.job.output_dir) / "metrics.json"
+        return Path(self.job.output_dir) / METRICS_FILE
 
     def finished(self) -> dict[str, Any] | None:
         """The run's metrics if it finished with exactly this cell's config, else None."""
         try:
-            metrics: dict[str, Any] = json.loads(self.metrics_path.read_text())
-        except (OSError, ValueError):
+            metrics = read_run_metrics(Path(self.job.output_dir))
+        except (OSError, RunOutputError):
             return None
         try:
             recorded = from_dict(metrics["config"], where=str(self.metrics_path))

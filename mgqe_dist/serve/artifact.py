@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +35,19 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from data_pipeline.files import atomic_path, sha256_file, write_json_atomic
+from data_pipeline.schema import id_kind
 from mgqe_dist.models import Recommender
 from mgqe_dist.run_record import versions
 from mgqe_dist.serve.tables import SERVING_FORMATS, ServingTable, serving_table
 from mgqe_dist.size import model_serving_bits
 from mgqe_dist.train.factory import TABLE_FEATURES, build_from_spec
+from mgqe_dist.train.outputs import MODEL_FILE, SPEC_FILE, read_run_metrics
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 CODES_FILE, WEIGHTS_FILE = "codes.safetensors", "weights.safetensors"
 MODEL_FILES = (CODES_FILE, WEIGHTS_FILE)
+MODEL_ID_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
 
 class ArtifactError(ValueError):
@@ -127,17 +130,12 @@ def export_model(
 
 def load_run(run_dir: Path) -> tuple[dict, dict, Recommender]:
     """A finished run's model spec, metrics and trained model in eval mode (weights-only
-    load); used by export and by the report's code figure."""
-    for name in ("model.json", "model.pt", "metrics.json"):
-        if not (run_dir / name).is_file():
-            raise ArtifactError(
-                f"{run_dir / name} is missing: export needs a finished training run "
-                f"(runs trained before export support have no model.json; retrain them)"
-            )
-    spec = json.loads((run_dir / "model.json").read_text())
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    load); used by export and by the report's code figure. A run whose files are not one
+    run's outputs (train/outputs.py) is refused."""
+    metrics = read_run_metrics(run_dir)
+    spec = json.loads((run_dir / SPEC_FILE).read_text())
     model = build_from_spec(spec)
-    weights = run_dir / "model.pt"
+    weights = run_dir / MODEL_FILE
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception:  # damaged or hostile: any failure to parse it is a refusal
@@ -149,7 +147,7 @@ def load_run(run_dir: Path) -> tuple[dict, dict, Recommender]:
         model.load_state_dict(state)
     except RuntimeError as exc:
         reason = " ".join(str(exc).split())
-        raise ArtifactError(f"{weights} does not fit {run_dir / 'model.json'}: {reason}") from None
+        raise ArtifactError(f"{weights} does not fit {run_dir / SPEC_FILE}: {reason}") from None
     model.eval()
     return spec, metrics, model
 
@@ -184,14 +182,21 @@ def _copy_vocabs(
 
 
 class ServedModel(nn.Module):
-    """A trained model rebuilt from an artifact for inference, plus raw-id lookup."""
+    """A trained model rebuilt from an artifact for inference, plus raw-id lookup.
+
+    Lookups take model ids, as `ids()` makes them from raw ids (an unknown raw id gets the OOV
+    id n - 1). Every lookup through a table, direct or by the model, refuses what no raw id
+    maps to: ids outside [0, n) and tensors that are not integer (see _check_model_ids).
+    """
 
     def __init__(self, model: Recommender, manifest: dict[str, Any], vocabs: dict[str, pa.Array]):
         super().__init__()
         self.model, self.manifest, self._vocabs = model.eval(), manifest, vocabs
+        for name in manifest["tables"]:
+            self.table(name).register_forward_pre_hook(_model_id_check(name))
 
     def forward(self, user_ids: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
-        """The model's logits for its inputs (ids as trained; unknown ids use the OOV row)."""
+        """The model's logits for its inputs (model ids, see the class docstring)."""
         with torch.no_grad():
             return self.model(user_ids, item_ids)
 
@@ -203,22 +208,76 @@ class ServedModel(nn.Module):
     def table(self, name: str) -> ServingTable:
         """The serving table `name` (e.g. "items")."""
         if name not in self.manifest["tables"]:
-            raise KeyError(f"no table {name!r}; tables: {sorted(self.manifest['tables'])}")
+            raise ValueError(f"no table {name!r}; tables: {sorted(self.manifest['tables'])}")
         table = getattr(self.model, name)
         assert isinstance(table, ServingTable)
         return table
 
     def vocab(self, name: str) -> pa.Array:
         """Raw ids of table `name` in model-id order (the OOV id has none, so it is left out)."""
+        self.table(name)  # an unknown name is refused with the known ones
         return self._vocabs[name]
 
     def ids(self, name: str, raw_ids: Sequence[Any] | np.ndarray | pa.Array) -> torch.Tensor:
-        """Model ids of raw ids (as in the interaction log); unknown raw ids get the OOV id."""
-        vocab = self._vocabs[name]
-        index = pc.index_in(pa.array(raw_ids, type=vocab.type), value_set=vocab)
+        """Model ids of raw ids (as in the interaction log); unknown raw ids get the OOV id.
+
+        Raw ids must be of the vocabulary's kind (integers or strings): a float, bool, null or
+        an id of the other kind is refused (TypeError, ValueError for null), never converted."""
+        vocab = self.vocab(name)
+        index = pc.index_in(_raw_id_array(name, raw_ids, vocab.type), value_set=vocab)
         oov = self.table(name).num_embeddings - 1
         return torch.from_numpy(
             index.fill_null(oov).to_numpy(zero_copy_only=False).astype(np.int64)
+        )
+
+
+def _raw_id_array(table: str, raw_ids: Any, kind: pa.DataType) -> pa.Array:
+    """`raw_ids` as an Arrow array of the vocabulary's type `kind`: only widened (int32 to
+    int64), never converted from another kind."""
+    try:
+        array = raw_ids if isinstance(raw_ids, pa.Array) else pa.array(raw_ids)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        reason = " ".join(str(exc).split())
+        raise TypeError(f"table {table!r}: raw ids must all be of one kind ({reason})") from None
+    if len(array) == 0:
+        return pa.array([], kind)
+    if id_kind(array.type) != id_kind(kind):  # floats and bools are no id kind
+        raise TypeError(
+            f"table {table!r}: raw ids are {id_kind(kind)}s, got {array.type} "
+            f"(first value {array[0].as_py()!r})"
+        )
+    if array.null_count:
+        first = pc.index(pc.is_null(array), True).as_py()
+        raise ValueError(f"table {table!r}: raw id at position {first} is null")
+    try:
+        return array.cast(kind)
+    except pa.ArrowInvalid:
+        top = pc.max(array).as_py()
+        raise ValueError(f"table {table!r}: raw id {top} does not fit {kind}") from None
+
+
+def _model_id_check(table: str) -> Callable[[nn.Module, tuple[Any, ...]], None]:
+    """A forward pre-hook for table `table` that refuses ids no raw id maps to."""
+
+    def check(module: nn.Module, args: tuple[Any, ...]) -> None:
+        assert isinstance(module, ServingTable)
+        _check_model_ids(table, args[0], module.num_embeddings)
+
+    return check
+
+
+def _check_model_ids(table: str, ids: Any, n: int) -> None:
+    """Model ids are an integer tensor in [0, n): an id beyond the vocabulary would otherwise
+    be served the OOV row in silence, a float tensor would fail deep inside torch."""
+    if not isinstance(ids, torch.Tensor) or ids.dtype not in MODEL_ID_DTYPES:
+        kind = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise TypeError(f"table {table!r}: model ids must be an integer tensor, got {kind}")
+    outside = (ids < 0) | (ids >= n)
+    if bool(outside.any()):
+        raise ValueError(
+            f"table {table!r}: model id {int(ids[outside][0])} is outside [0, {n}) "
+            f"({int(outside.sum())} such ids); ServedModel.ids() maps raw ids, unknown ones to "
+            f"the OOV id {n - 1}"
         )
 
 

@@ -13,7 +13,6 @@ rebuilds embeddings from online codes exactly as `load_artifact` serves them.
 from __future__ import annotations
 
 import importlib.util
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ from mgqe_dist.serve.artifact import (
     load_artifact,
 )
 from mgqe_dist.serve.tables import CodebookTable
+from mgqe_dist.train.outputs import read_run_metrics
 
 ARTIFACT_DIR, DATA_DIR = "artifact", "data"
 STORE_YAML = "feature_store.yaml"
@@ -127,7 +127,7 @@ def _item_codes(raw: pa.Array, items: CodebookTable, version: str, now: Any) -> 
 
 def _interactions(run_dir: str | Path, served: ServedModel) -> pa.Table:
     """The run's training interactions with raw ids and an event timestamp column."""
-    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    metrics = read_run_metrics(Path(run_dir))
     train = pq.read_table(Path(metrics["data"]["prepared_path"]) / "train.parquet")
     columns = {}
     for table in ("users", "items"):

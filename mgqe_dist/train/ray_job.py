@@ -10,7 +10,6 @@ Paths are made absolute so workers on any node find the data (use shared storage
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import tempfile
@@ -30,6 +29,7 @@ from mgqe_dist.models import model_tables
 from mgqe_dist.submit import RAY_ENV_VARS
 from mgqe_dist.train.data import load_prepared
 from mgqe_dist.train.factory import PAIRWISE_TABLES
+from mgqe_dist.train.outputs import read_run_metrics
 from mgqe_dist.train.run import load_job_data
 
 RUN_NAME = "train"
@@ -85,8 +85,7 @@ def train_distributed(job: JobConfig, resume: bool = False) -> dict[str, Any]:
         ),
     )
     trainer.fit()
-    metrics: dict[str, Any] = json.loads((Path(job.output_dir) / "metrics.json").read_text())
-    return metrics
+    return read_run_metrics(Path(job.output_dir))
 
 
 def _worker(config: dict[str, Any]) -> None:

@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from data_pipeline.files import atomic_path, write_json_atomic
 from mgqe_dist.config import JobConfig, to_dict
 from mgqe_dist.models import Recommender
 from mgqe_dist.run_record import versions
@@ -21,6 +20,7 @@ from mgqe_dist.size import embedding_modules, full_embedding_model_bits, model_s
 from mgqe_dist.train.data import PreparedData
 from mgqe_dist.train.factory import build_from_spec, model_spec
 from mgqe_dist.train.loop import TrainResult, train_epochs
+from mgqe_dist.train.outputs import METRICS_FILE, write_run_outputs
 from mgqe_dist.train.tasks import SPLITS, Evaluate, build_task, load_task_data
 
 
@@ -89,7 +89,8 @@ def finish_run(
     extra: dict[str, Any],
 ) -> dict[str, Any]:
     """Finalize the trained (best-validation) model, evaluate it on valid and test, and write
-    metrics.json, model.pt and model.json to job.output_dir; `extra` joins the metrics."""
+    model.pt, model.json and metrics.json to job.output_dir as one unit (train/outputs.py);
+    `extra` joins the metrics."""
     train_seconds = time.time() - started
     for table in embedding_modules(model):
         table.finalize()  # post-training steps, e.g. SQ quantization, before final evaluation
@@ -122,18 +123,15 @@ def finish_run(
         },
     }
     out = Path(job.output_dir)
-    with atomic_path(out / "model.pt") as tmp:
-        torch.save({name: value.cpu() for name, value in model.state_dict().items()}, tmp)
-    write_json_atomic(spec, out / "model.json")
-    write_json_atomic(metrics, out / "metrics.json")
+    record = write_run_outputs(out, model.state_dict(), spec, metrics)
     print(
         "test "
         + " ".join(f"{key} {value:.4g}" for key, value in test.items())
         + f" | size {metrics['size_pct_of_full']:.1f}% of full | {metrics['wall_seconds']} s | "
-        f"{out / 'metrics.json'}",
+        f"{out / METRICS_FILE}",
         flush=True,
     )
-    return metrics
+    return record
 
 
 def _device(name: str) -> torch.device:

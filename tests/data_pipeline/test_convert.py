@@ -91,3 +91,47 @@ def test_csv_without_a_contract_column_is_refused(tmp_path: Path) -> None:
     path.write_text("user,item_id,timestamp\n1,2,3\n")
     with pytest.raises(ConversionError, match=r"header has no column\(s\) \['user_id'\]"):
         delimited_to_parquet(path, tmp_path / "log.parquet", ",")
+
+
+def _csv(tmp_path: Path, rows: list[str]) -> Path:
+    path = tmp_path / "log.csv"
+    path.write_text("\n".join(["user_id,item_id,timestamp", *rows]) + "\n")
+    return path
+
+
+def _many_rows(bad_line: int, bad: str) -> list[str]:
+    """500 good rows (several 1 KiB blocks) with line `bad_line` replaced by `bad`."""
+    rows = [f"{r % 7},{r % 11},{r}" for r in range(500)]
+    rows[bad_line - 2] = bad  # line 1 is the header
+    return rows
+
+
+@pytest.mark.parametrize("later_block", [False, True])
+def test_csv_timestamp_that_is_not_an_integer_names_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, later_block: bool
+) -> None:
+    monkeypatch.setattr("data_pipeline.convert.CSV_BLOCK_BYTES", 1024)
+    line = 400 if later_block else 3
+    path = _csv(tmp_path, _many_rows(line, "1,2,yesterday"))
+    with pytest.raises(ConversionError, match=rf"log\.csv:{line}: timestamp is not an integer: "):
+        delimited_to_parquet(path, tmp_path / "log.parquet", ",")
+    assert not (tmp_path / "log.parquet").exists()
+
+
+@pytest.mark.parametrize("later_block", [False, True])
+def test_csv_id_that_is_not_an_integer_makes_string_ids_and_says_so(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    later_block: bool,
+) -> None:
+    monkeypatch.setattr("data_pipeline.convert.CSV_BLOCK_BYTES", 1024)
+    line = 450 if later_block else 4
+    path = _csv(tmp_path, _many_rows(line, "u9,2,3"))
+    table = pq.read_table(delimited_to_parquet(path, tmp_path / "log.parquet", ","))
+    assert table.num_rows == 500
+    assert table["user_id"].to_pylist()[line - 2] == "u9" and table["user_id"][0].as_py() == "0"
+    assert table.schema.field("item_id").type == "int64"
+    err = capsys.readouterr().err
+    assert f"NOTE: {path}: column 'user_id' holds string ids: line {line} has 'u9'" in err
+    assert "item_id" not in err

@@ -14,6 +14,7 @@ import pytest
 
 from data_pipeline.prepare import prepare
 from data_pipeline.schema import ValidationError
+from data_pipeline.split import SPLITS
 from mgqe_dist.config import DataConfig, FeatureConfig, load_job
 
 
@@ -273,7 +274,70 @@ def test_exact_duplicate_rows_give_one_test_row(tmp_path: Path) -> None:
     )
     out = prepare(_cfg(tmp_path, _log_dir(tmp_path, table)), seed=0)
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["rows"] == {"input": 5, "train": 3, "valid": 1, "test": 1, "quarantined": 0}
+    # Item 4 is test, item 1 (the next distinct one) valid; 4's two other rows are dropped.
+    assert stats["rows"] == {"input": 5, "train": 1, "valid": 1, "test": 1, "quarantined": 2}
+    assert stats["dropped"] == {"duplicate": 2}
+
+
+def _raw_pairs(out: Path, split: str) -> list[tuple[int, int]]:
+    vocab = {
+        f: pq.read_table(out / "vocab" / f"{f}.parquet")["raw_id"].to_pylist()
+        for f in ("user_id", "item_id")
+    }
+    table = pq.read_table(out / f"{split}.parquet")
+    pairs = zip(table["user_id"].to_pylist(), table["item_id"].to_pylist(), strict=True)
+    return [(vocab["user_id"][u], vocab["item_id"][i]) for u, i in pairs]
+
+
+def test_a_log_read_twice_holds_out_pairs_that_are_never_trained_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # Four users see five items, each in its own order; every row is there twice (as when a
+    # log file is read twice), the second copy in another file, so another unit.
+    once = pa.table(
+        {
+            "user_id": [u for u in range(4) for _ in range(5)],
+            "item_id": [(u + i) % 5 for u in range(4) for i in range(5)],
+            "timestamp": [i for _ in range(4) for i in range(5)],
+        }
+    )
+    source = _log_dir(tmp_path, once)
+    _log_dir(tmp_path, once, "part-1.parquet")
+    out = prepare(_cfg(tmp_path, source), seed=0)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["rows"] == {"input": 40, "train": 24, "valid": 4, "test": 4, "quarantined": 8}
+    assert stats["dropped"] == {"duplicate": 8}
+    test, valid, train = (_raw_pairs(out, s) for s in ("test", "valid", "train"))
+    assert sorted(test) == [(u, (u + 4) % 5) for u in range(4)]  # each user's latest item
+    assert sorted(valid) == [(u, (u + 3) % 5) for u in range(4)]  # the one before, not again
+    assert not set(train) & (set(test) | set(valid))
+    vocab = pq.read_table(out / "vocab" / "item_id.parquet")
+    assert sum(vocab["count"].to_pylist()) == 24  # counts are of training rows only
+    quarantine = pq.read_table(out / "quarantine.parquet")
+    assert set(quarantine["reason"].to_pylist()) == {"duplicate"}
+    err = capsys.readouterr().err
+    assert "8 of them repeat a user's held-out (user, item) pair" in err
+
+
+def test_users_with_fewer_than_three_distinct_items_are_counted_and_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # User 1: two rows; user 2: one item three times; user 3: three items (evaluated).
+    table = pa.table(
+        {
+            "user_id": [1, 1, 2, 2, 2, 3, 3, 3],
+            "item_id": [5, 6, 7, 7, 7, 5, 6, 7],
+            "timestamp": [1, 2, 1, 2, 3, 1, 2, 3],
+        }
+    )
+    out = prepare(_cfg(tmp_path, _log_dir(tmp_path, table)), seed=0)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["users"] == {"total": 3, "evaluated": 1, "train_only": 2}
+    assert stats["rows"] == {"input": 8, "train": 6, "valid": 1, "test": 1, "quarantined": 0}
+    assert (
+        "1 users evaluated, 2 with fewer than 3 distinct items only in train (no valid or test "
+        "row)" in capsys.readouterr().out
+    )
 
 
 def test_ids_of_different_kinds_across_files_are_refused(tmp_path: Path) -> None:
@@ -385,6 +449,25 @@ def test_random_split_follows_the_fractions_and_the_seed(tmp_path: Path) -> None
     assert sum(vocab["count"].to_pylist()) == rows["train"]
 
 
+@pytest.mark.parametrize("ids", [int, str])
+def test_random_split_keeps_every_row_of_a_pair_in_one_split(tmp_path: Path, ids: type) -> None:
+    # 200 users x 5 items, each pair in three rows; `pair` is carried through as it is.
+    pairs = [(u, (3 * u + i) % 40) for u in range(200) for i in range(5)]
+    table = pa.table(
+        {
+            "user_id": [ids(u) for u, _ in pairs] * 3,
+            "item_id": [ids(i) for _, i in pairs] * 3,
+            "pair": [100 * u + i for u, i in pairs] * 3,
+        }
+    )
+    shares = (0.5, 0.25, 0.25)
+    cfg = _cfg(tmp_path, _log_dir(tmp_path, table))
+    out = prepare(dataclasses.replace(cfg, split="random", random_fractions=shares), seed=0)
+    held = {s: set(pq.read_table(out / f"{s}.parquet")["pair"].to_pylist()) for s in SPLITS}
+    assert not held["train"] & (held["valid"] | held["test"]) and not held["valid"] & held["test"]
+    assert all(len(held[s]) > 150 for s in SPLITS)
+
+
 def test_nothing_left_to_train_on_is_an_error_even_when_dropping(tmp_path: Path) -> None:
     source = _log_dir(tmp_path, pa.table({**GOOD, "user_id": [None, None, -1]}))
     with pytest.raises(ValidationError, match="all 3 input rows are bad"):
@@ -416,7 +499,7 @@ def test_prepared_dir_that_holds_the_source_is_refused_and_kept(
     with pytest.raises(ValueError, match=r"ml-1m holds the source .*ratings\.dat"):
         prepare(cfg, seed=0)
     assert (source / "ratings.dat").read_text() == RATINGS
-    assert "pass 1/2" not in capsys.readouterr().out  # refused before any work
+    assert "pass 1/" not in capsys.readouterr().out  # refused before any work
 
 
 def test_prepared_dir_inside_the_source_is_refused(tmp_path: Path) -> None:
@@ -436,7 +519,7 @@ def test_unrelated_directory_as_prepared_dir_is_refused_and_kept(
     with pytest.raises(ValueError, match=r"prepared is a non-empty directory without stats\.json"):
         prepare(_cfg(tmp_path, _log_dir(tmp_path, pa.table(GOOD))), seed=0)
     assert (home / "notes.txt").read_text() == "keep me"
-    assert "pass 1/2" not in capsys.readouterr().out
+    assert "pass 1/" not in capsys.readouterr().out
 
 
 def test_prepared_dir_that_is_a_file_is_refused_before_any_work(
@@ -446,7 +529,7 @@ def test_prepared_dir_that_is_a_file_is_refused_before_any_work(
     with pytest.raises(ValueError, match="prepared is a file; a directory is written there"):
         prepare(_cfg(tmp_path, _log_dir(tmp_path, pa.table(GOOD))), seed=0)
     assert (tmp_path / "prepared").read_text() == "notes"
-    assert "pass 1/2" not in capsys.readouterr().out
+    assert "pass 1/" not in capsys.readouterr().out
 
 
 def test_rebuild_replaces_the_earlier_prepared_dataset(tmp_path: Path) -> None:
@@ -484,3 +567,53 @@ def test_spark_dataset_directory_is_read_as_its_part_files(tmp_path: Path, sourc
     assert list(stats["fingerprint"]["source"]) == [
         str(spark / "part-00000-5f1e.c000.snappy.parquet")
     ]
+
+
+def test_unsigned_ids_beyond_int64_name_file_column_and_row(tmp_path: Path) -> None:
+    users = pa.array([1, 2**63, 1, 2**64 - 1], pa.uint64())
+    log = {"user_id": users, "item_id": [1, 2, 3, 4], "timestamp": [1, 2, 3, 4]}
+    source = _log_dir(tmp_path, pa.table(log))
+    with pytest.raises(ValidationError) as error:
+        prepare(_cfg(tmp_path, source), seed=0)
+    assert str(error.value) == (
+        f"{source / 'part-0.parquet'}: column 'user_id': 2 value(s) above 9223372036854775807, "
+        "the int64 range that ids and timestamps must fit, first at file row(s) "
+        "1 (9223372036854775808), 3 (18446744073709551615)"
+    )
+
+
+def test_csv_timestamp_that_is_not_an_integer_names_the_csv_and_line(tmp_path: Path) -> None:
+    csv = tmp_path / "log.csv"
+    csv.write_text("user_id,item_id,timestamp\n1,2,3\n1,3,noon\n")
+    with pytest.raises(ValueError, match=rf"^{csv}:3: timestamp is not an integer: 'noon'$"):
+        prepare(_cfg(tmp_path, csv), seed=0)
+
+
+def test_a_bad_row_of_a_held_out_pair_is_dropped_as_bad_not_as_duplicate(tmp_path: Path) -> None:
+    table = pa.table(
+        {
+            "user_id": [1, 1, 1, 1, 1, 1, 2, 2],
+            "item_id": [1, 2, 3, 4, 4, 4, 3, 4],
+            "timestamp": [1, 2, 3, 4, -1, 0, 1, 2],
+        }
+    )
+    out = prepare(_cfg(tmp_path, _log_dir(tmp_path, table), "drop"), seed=0)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["rows"] == {"input": 8, "train": 4, "valid": 1, "test": 1, "quarantined": 2}
+    assert stats["dropped"] == {"timestamp is negative": 1, "duplicate": 1}
+    vocab = pq.read_table(out / "vocab" / "item_id.parquet")
+    assert sum(vocab["count"].to_pylist()) == 4  # items 1, 2 of user 1; 3, 4 of user 2
+    assert pq.read_table(out / "vocab" / "user_id.parquet")["count"].to_pylist()[:2] == [2, 2]
+
+
+def test_sasrec_sequences_list_distinct_items_by_their_latest_time(tmp_path: Path) -> None:
+    table = pa.table(
+        {"user_id": [1] * 6, "item_id": [10, 11, 12, 11, 13, 14], "timestamp": [1, 2, 3, 4, 5, 6]}
+    )
+    cfg = dataclasses.replace(_cfg(tmp_path, _log_dir(tmp_path, table)), sequence_length=3)
+    out = prepare(cfg, seed=0)
+    items = pq.read_table(out / "vocab" / "item_id.parquet")["raw_id"].to_pylist()
+    (sequence,) = pq.read_table(out / "sequences.parquet").to_pylist()
+    # 14 and 13 are held out; 11 was last seen after 12, so it comes last.
+    assert [items[i] for i in sequence["items"]] == [10, 12, 11]
+    assert json.loads((out / "stats.json").read_text())["rows"]["train"] == 4

@@ -1,7 +1,7 @@
 import numpy as np
 import pyarrow as pa
+import pytest
 
-from data_pipeline.scan import count_ids
 from data_pipeline.schema import ID_COLUMNS
 from data_pipeline.split import TEST, TRAIN, VALID, held_out, latest_rows
 
@@ -16,7 +16,7 @@ def _located(table: pa.Table, units: list[int] | None = None) -> pa.Table:
 
 def _split_of(table: pa.Table) -> dict[tuple[int, int], int]:
     located = _located(table)
-    held = held_out(latest_rows(located, ID_COLUMNS), count_ids(located, "user_id"))
+    held = held_out(latest_rows(located, ID_COLUMNS))
     split = np.full(table.num_rows, TRAIN)
     split[held["row"].to_numpy()] = held["split"].to_numpy()
     pairs = zip(table["user_id"].to_pylist(), table["item_id"].to_pylist(), strict=True)
@@ -44,17 +44,37 @@ def test_users_with_short_histories_stay_in_train() -> None:
     assert [splits[(2, i)] for i in (1, 2, 3)] == [TRAIN, VALID, TEST]
 
 
-def test_latest_rows_of_parts_equal_latest_rows_of_the_whole() -> None:
+@pytest.mark.parametrize(("items", "keep"), [(20, 3), (20, 6), (10**9, 3)])
+def test_latest_rows_of_parts_equal_latest_rows_of_the_whole(items: int, keep: int) -> None:
+    # 20 items: users repeat items; 10**9: (almost) never.
     rng = np.random.default_rng(0)
     table = _located(
         pa.table(
             {
                 "user_id": rng.integers(0, 50, 1000),
-                "item_id": rng.integers(0, 20, 1000),
+                "item_id": rng.integers(0, items, 1000),
                 "timestamp": rng.integers(0, 30, 1000),
             }
         ),
         units=list(rng.integers(0, 4, 1000)),
     )
-    parts = [latest_rows(table.slice(start, 250), ID_COLUMNS) for start in range(0, 1000, 250)]
-    assert latest_rows(pa.concat_tables(parts), ID_COLUMNS).equals(latest_rows(table, ID_COLUMNS))
+    parts = [latest_rows(table.slice(s, 250), ID_COLUMNS, keep) for s in range(0, 1000, 250)]
+    whole = latest_rows(table, ID_COLUMNS, keep)
+    assert latest_rows(pa.concat_tables(parts), ID_COLUMNS, keep).equals(whole)
+    assert whole.group_by(["user_id", "item_id"]).aggregate([]).num_rows == whole.num_rows
+
+
+def test_held_out_items_are_distinct_when_rows_repeat() -> None:
+    # User 1 repeats item 4 at its latest time; user 2 has one item only, three times.
+    table = pa.table(
+        {
+            "user_id": [1] * 5 + [2] * 3,
+            "item_id": [4, 4, 4, 2, 1, 7, 7, 7],
+            "timestamp": [9, 9, 9, 1, 2, 1, 2, 3],
+        }
+    )
+    held = held_out(latest_rows(_located(table), ID_COLUMNS)).sort_by("split")
+    assert held["user_id"].to_pylist() == [1, 1]
+    assert held["item_id"].to_pylist() == [1, 4]  # valid, test
+    assert held["split"].to_pylist() == [VALID, TEST]
+    assert held["row"].to_pylist()[1] == 2  # ties by input position: the last copy is test

@@ -103,3 +103,42 @@ def test_extra_features_are_an_array_of_tables(tmp_path: Path) -> None:
         (100,),
         (),
     )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epochs=0", "train.epochs must be >= 1, got 0"),
+        ("train.batch_size=0", "train.batch_size must be >= 1, got 0"),
+        ("train.num_negatives=-1", "train.num_negatives must be >= 1, got -1"),
+        ("train.learning_rate=-0.1", r"train.learning_rate must be > 0, got -0.1"),
+        ("train.learning_rate=nan", "train.learning_rate must be > 0, got nan"),
+        ("train.early_stopping_patience=-1", "train.early_stopping_patience must be >= 0"),
+        ("train.progress_updates=-2", "train.progress_updates must be >= 0, got -2"),
+        ("eval.k=0", "eval.k must be >= 1, got 0"),
+        ("eval.user_batch_size=0", "eval.user_batch_size must be >= 1, got 0"),
+        ("embedding.dim=0", "embedding.dim must be >= 1, got 0"),
+        ("embedding.num_centroids=[8,0]", r"num_centroids entries must be >= 1, got \[8, 0\]"),
+        ("embedding.init_std=0", "embedding.init_std must be > 0, got 0.0"),
+        ("embedding.bits=17", r"embedding.bits must be in \[1, 16\], got 17"),
+        ("embedding.rank=0", "embedding.rank must be >= 1, got 0"),
+        ("trainer.embedding_learning_rate=0", "trainer.embedding_learning_rate must be > 0"),
+        ("data.tier_fractions=[0.6,0.5]", r"data.tier_fractions must sum below 1"),
+        ("data.tier_fractions=[1.5]", r"data.tier_fractions entries must be in \(0, 1\)"),
+        ("data.tier_min_counts=[5,10]", r"data.tier_min_counts must strictly decrease"),
+        ("data.synth_rows=0", "data.synth_rows must be >= 1, got 0"),
+        ("data.synth_seed=-3", "data.synth_seed must be >= 0, got -3"),
+        ("seed=-1", "seed must be >= 0, got -1"),
+    ],
+)
+def test_numeric_settings_out_of_range_name_the_key(
+    tmp_path: Path, override: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_job(_job(tmp_path, ""), [override])
+
+
+def test_a_features_tiers_are_checked(tmp_path: Path) -> None:
+    text = '[[data.features]]\ncolumn = "genre"\ntier_min_counts = [0]\n'
+    with pytest.raises(ConfigError, match=r"data.features\['genre'\].tier_min_counts entries"):
+        load_job(_job(tmp_path, text))

@@ -21,11 +21,14 @@ def test_ties_count_against_the_target() -> None:
 
 def test_target_seen_elsewhere_is_still_a_candidate() -> None:
     scores = torch.tensor([[0.1, 0.9]])
+    # Item 1 is the target and was also seen in a masked split: it still ranks, first here.
     masked = torch.tensor([[True, True]])
-    # A masked target cannot be recommended: it counts as a miss (rank = number of items).
-    assert target_ranks(scores, torch.tensor([1]), masked).tolist() == [2]
-    masked = torch.tensor([[False, True]])
+    assert target_ranks(scores, torch.tensor([1]), masked).tolist() == [0]
+    # Item 0 is the target, marked seen; item 1 scores higher but is masked.
     assert target_ranks(scores, torch.tensor([0]), masked).tolist() == [0]
+    # Unmasked, item 1 is ahead of target item 0.
+    unmasked = torch.tensor([[True, False]])
+    assert target_ranks(scores, torch.tensor([0]), unmasked).tolist() == [1]
 
 
 def test_out_of_range_target_is_a_miss() -> None:

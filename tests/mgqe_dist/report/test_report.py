@@ -14,6 +14,7 @@ from mgqe_dist.report.experiment import load_experiment
 from mgqe_dist.report.figures import code_similarity
 from mgqe_dist.report.grid import Cell
 from mgqe_dist.report.results import Summary, summarize
+from mgqe_dist.train.outputs import write_run_outputs
 from tests.mgqe_dist.train.test_tasks import REGRESSION
 
 EXPERIMENT = """
@@ -98,7 +99,7 @@ def test_finished_reads_the_recorded_config_with_todays_defaults(tmp_path: Path)
     cell = Cell("ratings", "FE", 0, JobConfig(name="fe", output_dir=str(tmp_path)))
 
     def record(config: dict) -> None:
-        cell.metrics_path.write_text(json.dumps({"config": config, "rmse": 1.0}))
+        write_run_outputs(tmp_path, {}, {}, {"config": config, "rmse": 1.0})
 
     config = to_dict(cell.job)
     del config["data"]["synth_sequential"]  # a key added after the run, at its default
@@ -108,6 +109,14 @@ def test_finished_reads_the_recorded_config_with_todays_defaults(tmp_path: Path)
     record(config)
     assert cell.finished() is None
     record({**to_dict(cell.job), "retired_key": 1})
+    assert cell.finished() is None
+
+
+def test_half_written_run_is_not_finished(tmp_path: Path) -> None:
+    cell = Cell("ratings", "FE", 0, JobConfig(name="fe", output_dir=str(tmp_path)))
+    write_run_outputs(tmp_path, {}, {}, {"config": to_dict(cell.job), "rmse": 1.0})
+    assert cell.finished() is not None
+    torch.save({"w": torch.ones(1)}, tmp_path / "model.pt")  # a retrain killed before metrics
     assert cell.finished() is None
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -238,6 +240,13 @@ def test_vocabulary_linked_from_outside_the_artifact_is_refused(
         load_artifact(art)
 
 
+def _record_checksum(run: Path, name: str) -> None:
+    """Record `name`'s current sha256 in metrics.json, as whoever changed the file could."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["outputs"][name] = sha256_file(run / name)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+
+
 @pytest.mark.parametrize("damage", ["payload", "garbage", "truncated"])
 def test_tampered_model_file_exits_2_naming_it(
     mgqe_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture, damage: str
@@ -251,6 +260,7 @@ def test_tampered_model_file_exits_2_naming_it(
     else:
         data = (run / "model.pt").read_bytes()
         (run / "model.pt").write_bytes(data[: len(data) // 2])
+    _record_checksum(run, "model.pt")  # so that loading, not the checksum, has to refuse it
     assert main(["export", str(run), "--out", str(tmp_path / "artifact")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
@@ -266,3 +276,57 @@ def test_export_onto_a_directory_that_is_no_artifact_exits_2_and_keeps_it(
     assert main(["export", str(run), "--out", str(run)]) == 2
     assert "run is a non-empty directory without manifest.json" in capsys.readouterr().err
     assert sorted(p.name for p in run.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    ("raw", "error", "message"),
+    [
+        ([2.5], TypeError, r"table 'items': raw ids are integers, got double \(first value 2.5\)"),
+        ([1, 2.0], TypeError, "raw ids are integers, got double"),
+        (["7"], TypeError, "raw ids are integers, got string"),
+        ([True], TypeError, "raw ids are integers, got bool"),
+        ([1, "a"], TypeError, "table 'items': raw ids must all be of one kind"),
+        ([1, None], ValueError, "table 'items': raw id at position 1 is null"),
+        (np.array([2**63], dtype=np.uint64), ValueError, "raw id 9223372036854775808 does not fit"),
+    ],
+)
+def test_raw_ids_that_are_not_of_the_vocabularys_kind_are_refused(
+    mgqe_artifact: Path, raw: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        load_artifact(mgqe_artifact).ids("items", raw)
+
+
+def test_unknown_table_is_refused_with_the_known_ones(mgqe_artifact: Path) -> None:
+    served = load_artifact(mgqe_artifact)
+    for lookup in (served.table, served.vocab, lambda name: served.ids(name, [1])):
+        with pytest.raises(ValueError, match=r"no table 'item'; tables: \['items', 'users'\]"):
+            lookup("item")
+
+
+def test_model_ids_no_raw_id_maps_to_are_refused(mgqe_artifact: Path) -> None:
+    served = load_artifact(mgqe_artifact)
+    items = served.table("items")
+    n = items.num_embeddings
+    with pytest.raises(ValueError, match=rf"table 'items': model id 1000000 is outside \[0, {n}\)"):
+        items(torch.tensor([3, 10**6]))
+    with pytest.raises(ValueError, match="table 'users': model id -1 is outside"):
+        served(torch.tensor([-1]), torch.tensor([0]))
+    with pytest.raises(TypeError, match="table 'items': model ids must be an integer tensor"):
+        items(torch.tensor([0.5]))
+    assert items(torch.tensor([n - 1])).shape == (1, 16)  # the OOV id itself is served
+
+
+def test_export_of_a_run_half_written_over_another_exits_2(
+    mgqe_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # A retrain killed after writing its model.pt, before its metrics.json: the directory holds
+    # the new weights next to the earlier run's metrics.
+    run = Path(shutil.copytree(mgqe_artifact.parent / "run", tmp_path / "run"))
+    state = torch.load(run / "model.pt", weights_only=True)
+    torch.save({key: value + 1 for key, value in state.items()}, run / "model.pt")
+    assert main(["export", str(run), "--out", str(tmp_path / "artifact")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert f"{run / 'model.pt'} is not the file {run / 'metrics.json'} records" in err
+    assert not (tmp_path / "artifact").exists()
