@@ -42,21 +42,21 @@ def main(run_dirs: list[str]) -> int:
     print("test HR@10 / NDCG@10 in %, full ranking; paper: Kang et al. 2020, Table 3 (10 runs)")
     print(
         f"{'run':<24}{'HR@10':>7}{'paper':>7}{'NDCG@10':>9}{'paper':>7}{'size %':>8}{'paper':>7}"
-        f"{'best ep':>8}{'train s':>8}"
+        f"{'best ep':>9}{'train s':>9}"
     )
     for run, m in zip(run_dirs, rows, strict=True):
         paper = paper_row(m, table)
         print(
             f"{Path(run).name:<24}{100 * m['hr@10']:>7.2f}{_paper(paper, 'hr@10'):>7}"
             f"{100 * m['ndcg@10']:>9.2f}{_paper(paper, 'ndcg@10'):>7}"
-            f"{m['size_pct_of_full']:>8.1f}{_paper(paper, 'size_pct'):>7}"
-            f"{m['best_epoch']:>8}{m['train_seconds']:>8.0f}"
+            f"{m['size_pct_of_full']:>8.1f}{_paper(paper, 'size_pct', 1):>7}"
+            f"{m['best_epoch']:>9}{m['train_seconds']:>9.0f}"
         )
     return 0
 
 
-def _paper(row: dict[str, float], key: str) -> str:
-    return f"{row[key]:.2f}" if key in row else "-"
+def _paper(row: dict[str, float], key: str, digits: int = 2) -> str:
+    return f"{row[key]:.{digits}f}" if key in row else "-"
 
 
 if __name__ == "__main__":
