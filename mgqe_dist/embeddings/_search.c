@@ -34,7 +34,7 @@ typedef struct {
     const float *x, *book, *weight;
     int64_t *codes;
     float *chosen, *counts, *sums;
-    Py_ssize_t n, dims, k, width, first, last; /* the subspaces searched: [first, last) */
+    Py_ssize_t n, dims, k, width;
     double error;
     int failed;
 } Job;
@@ -65,6 +65,15 @@ static void sort_centroids(const float *book, Py_ssize_t k, uint64_t *keys, uint
         order[c] = (Py_ssize_t)(keys[c] & 0xffffffffu);
         values[c] = book[order[c]];
     }
+}
+
+/* The count of the first n sorted floats that are < v: a branchless lower bound, whose trip
+ * count depends only on n, so it never mispredicts. */
+static Py_ssize_t lower_bound(const float *sorted, Py_ssize_t n, float v) {
+    const float *base = sorted;
+    for (Py_ssize_t len = n; len > 1; len -= len / 2)
+        base = base[len / 2] < v ? base + len / 2 : base;
+    return (base - sorted) + (n > 0 && *base < v);
 }
 
 /* The bin of v among `bins` equal bins from lo. The map is monotone (float subtraction and
@@ -105,10 +114,7 @@ static void locate(const float *x, Py_ssize_t n, Py_ssize_t dims, Py_ssize_t j, 
             const float *next = mid + slot;
             for (Py_ssize_t t = 0; t < crowd; t++) slot += next[t] < value;
         } else {
-            const float *base = mid;
-            for (Py_ssize_t len = num_mid; len > 1; len -= len / 2)
-                base = base[len / 2] < value ? base + len / 2 : base;
-            slot = (base - mid) + (num_mid > 0 && *base < value);
+            slot = lower_bound(mid, num_mid, value);
         }
         slots[i] = slot;
     }
@@ -156,7 +162,7 @@ static void run_scalar(Job *job) {
     uint64_t *keys = (uint64_t *)scratch, *tmp = keys + k;
     Py_ssize_t *order = (Py_ssize_t *)(tmp + k), *grid = order + k, *slots = grid + grid_size;
     float *values = (float *)(slots + n), *mid = values + k;
-    for (Py_ssize_t j = job->first; j < job->last; j++) {
+    for (Py_ssize_t j = 0; j < job->dims; j++) {
         sort_centroids(job->book + j * k, k, keys, tmp, values, order);
         midpoints(values, k, mid);
         locate(job->x, n, job->dims, j, mid, k - 1, grid, slots);
@@ -203,10 +209,7 @@ static Py_ssize_t nearest_brute(const float *value, const float *book_j, Py_ssiz
  * about sqrt(k) centroids instead of k. */
 static Py_ssize_t nearest_sorted(const float *value, const float *first, const float *rows,
                                  const Py_ssize_t *order, Py_ssize_t k, Py_ssize_t width) {
-    const float *base = first;
-    for (Py_ssize_t len = k; len > 1; len -= len / 2)
-        base = base[len / 2] < value[0] ? base + len / 2 : base;
-    Py_ssize_t up = (base - first) + (*base < value[0]), down = up - 1;
+    Py_ssize_t up = lower_bound(first, k, value[0]), down = up - 1;
     Py_ssize_t best = k;
     float best_distance = INFINITY;
     while (down >= 0 || up < k) {
@@ -243,7 +246,7 @@ static void run_dense(Job *job) {
     uint64_t *keys = (uint64_t *)scratch, *tmp = keys + k;
     Py_ssize_t *order = (Py_ssize_t *)(tmp + k);
     float *first = (float *)(order + k), *column = first + k, *rows = column + k;
-    for (Py_ssize_t j = job->first; j < job->last; j++) {
+    for (Py_ssize_t j = 0; j < job->dims; j++) {
         const float *book_j = job->book + j * k * width;
         for (Py_ssize_t c = 0; c < k; c++) column[c] = book_j[c * width];
         sort_centroids(column, k, keys, tmp, first, order);
@@ -293,7 +296,6 @@ static PyObject *assign(PyObject *self, PyObject *args) {
     job.chosen = chosen.buf;
     job.counts = counts.buf;
     job.sums = sums.buf;
-    job.last = dims;
     Py_BEGIN_ALLOW_THREADS
     memset(counts.buf, 0, counts.len);
     memset(sums.buf, 0, sums.len);
