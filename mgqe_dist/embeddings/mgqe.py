@@ -171,14 +171,11 @@ class TieredQuantizer(nn.Module):
     @torch.no_grad()
     def codes_sorted(self, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Integer codes of query `rows` of strictly increasing `ids`, shape (len, max D);
-        -1 pads tiers with fewer subspaces. Rows are searched in chunks, so that coding a
-        whole table (export) needs no table-sized scratch."""
+        -1 pads tiers with fewer subspaces."""
         out = torch.full((len(ids), max(self.subspaces)), -1, dtype=torch.long, device=ids.device)
         for tier, lo, hi in self._tier_ranges(ids):
-            for start in range(lo, hi, _EXPORT_CHUNK_ROWS):
-                stop = min(start + _EXPORT_CHUNK_ROWS, hi)
-                e = rows[start:stop].view(stop - start, self.subspaces[tier], -1)
-                out[start:stop, : self.subspaces[tier]] = _nearest(e, self.codebook(tier))
+            e = rows[lo:hi].view(hi - lo, self.subspaces[tier], -1)
+            out[lo:hi, : self.subspaces[tier]] = _nearest(e, self.codebook(tier))
         return out
 
     def _tier_ranges(self, ids: torch.Tensor) -> list[tuple[int, int, int]]:
@@ -256,9 +253,16 @@ class MGQEEmbedding(TieredQuantizer, EmbeddingModule):
 
     @torch.no_grad()
     def codes(self, ids: torch.Tensor) -> torch.Tensor:
-        """Integer codes of each id, shape (*ids.shape, max D); -1 pads tiers with fewer D."""
+        """Integer codes of each id, shape (*ids.shape, max D); -1 pads tiers with fewer D.
+
+        Distinct ids are coded in chunks, each gathering only its own query rows, so that
+        coding a whole table (export) copies no table-sized block of queries."""
         unique, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
-        return self.codes_sorted(unique, self.query[unique])[inverse].reshape(*ids.shape, -1)
+        chunks = unique.split(_EXPORT_CHUNK_ROWS)  # one (empty) chunk when there are no ids
+        coded = torch.cat(
+            [self.codes_sorted(part, self.query.index_select(0, part)) for part in chunks]
+        )
+        return coded[inverse].reshape(*ids.shape, coded.shape[1])
 
 
 @register_embedding("dpq")
