@@ -41,7 +41,7 @@ from mgqe_dist.run_record import versions
 from mgqe_dist.serve.tables import SERVING_FORMATS, ServingTable, serving_table
 from mgqe_dist.size import model_serving_bits
 from mgqe_dist.train.factory import TABLE_FEATURES, build_from_spec
-from mgqe_dist.train.outputs import MODEL_FILE, SPEC_FILE, read_run_metrics
+from mgqe_dist.train.outputs import MODEL_FILE, SPEC_FILE, load_weights, read_run_metrics
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -136,13 +136,7 @@ def load_run(run_dir: Path) -> tuple[dict, dict, Recommender]:
     spec = json.loads((run_dir / SPEC_FILE).read_text())
     model = build_from_spec(spec)
     weights = run_dir / MODEL_FILE
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception:  # damaged or hostile: any failure to parse it is a refusal
-        raise ArtifactError(
-            f"{weights} is not a weights-only model state (damaged, or it holds objects other "
-            f"than tensors); refused to load it"
-        ) from None
+    state = load_weights(weights, ArtifactError)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -39,6 +39,7 @@ from mgqe_dist.config import JobConfig, to_dict
 from mgqe_dist.run_record import versions
 from mgqe_dist.train.data import PreparedData
 from mgqe_dist.train.distributed import FUSED_OPTIMIZER, Progress, State, progress_from_dict
+from mgqe_dist.train.outputs import load_weights
 
 PROGRESS_FILE = "progress.json"
 BEST_MODEL_FILE = "best_model.pt"
@@ -110,13 +111,7 @@ def read_checkpoint(
     best = directory / BEST_MODEL_FILE
     best_state = None
     if dist.get_rank() == 0 and best.exists():
-        try:
-            best_state = torch.load(best, weights_only=True)
-        except Exception:  # damaged or hostile: any failure to parse it is a refusal
-            raise CheckpointError(
-                f"{best} is not a weights-only model state (damaged, or it holds objects other "
-                f"than tensors); refused to load it"
-            ) from None
+        best_state = load_weights(best, CheckpointError)
     return progress_from_dict(record["progress"]), best_state
 
 

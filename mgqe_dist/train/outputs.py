@@ -41,6 +41,19 @@ def write_run_outputs(
     return record
 
 
+def load_weights(path: Path, error: type[Exception]) -> dict[str, torch.Tensor]:
+    """A model state saved with torch.save, read weights-only; a damaged or hostile file (any
+    failure to parse it) is refused as `error` naming the file."""
+    try:
+        state: dict[str, torch.Tensor] = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        raise error(
+            f"{path} is not a weights-only model state (damaged, or it holds objects other "
+            f"than tensors); refused to load it"
+        ) from None
+    return state
+
+
 def read_run_metrics(run_dir: Path) -> dict[str, Any]:
     """metrics.json of a finished run, once model.json and model.pt are checked to be the files
     it records (see the module docstring)."""
