@@ -34,7 +34,7 @@ from mgqe_dist.train.data import NegativeSampler, PreparedData
 from mgqe_dist.train.factory import build_from_spec, model_spec
 from mgqe_dist.train.loop import TrainResult, print_epoch
 from mgqe_dist.train.objectives import epoch_samples
-from mgqe_dist.train.run import finish_run
+from mgqe_dist.train.record import finish_run
 from mgqe_dist.train.tasks import evaluate_pairs
 
 # Optimizers of the per-id tables, with the options that make torch's update equal fbgemm's

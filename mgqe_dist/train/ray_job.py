@@ -30,7 +30,7 @@ from mgqe_dist.submit import RAY_ENV_VARS
 from mgqe_dist.train.data import load_prepared
 from mgqe_dist.train.factory import PAIRWISE_TABLES
 from mgqe_dist.train.outputs import read_run_metrics
-from mgqe_dist.train.run import load_job_data
+from mgqe_dist.train.record import load_job_data
 
 RUN_NAME = "train"
 SNAPSHOT = "checkpoint_manager_snapshot.json"
