@@ -36,6 +36,9 @@ class Column:
 
     study: str
     metric: str
+    # Where the paper's value is in the results JSON: a dotted path to a {method: {metric}}
+    # mapping, e.g. "table3_movielens_task1.gmf" ("" = the paper has no such column).
+    paper: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,9 @@ class Table:
     title: str
     rows: tuple[str, ...]
     columns: tuple[Column, ...]
-    # Paper values keyed "variant|study|metric"; none may be given (see the report).
-    paper: dict[str, float] = field(default_factory=dict)
+    # The paper's method name of a row where it differs from the variant's, e.g. "MGQE" ->
+    # "shared, D=64, K=[256,64] (default)" in Table 6.
+    paper_rows: dict[str, str] = field(default_factory=dict)
     note: str = ""
 
 
@@ -71,11 +75,13 @@ class Experiment:
     size_series: tuple[Series, ...] = ()
     size_studies: tuple[str, ...] = ()  # studies figure 6 is drawn for
     size_seeds: tuple[int, ...] = ()  # seeds of the figure-6-only variants (default: seeds)
-    loss_study: str = ""  # figure 7: training loss of FE vs MGQE on this study
+    loss_studies: tuple[str, ...] = ()  # figure 7: training loss of FE vs MGQE, a panel each
     loss_variants: tuple[str, ...] = ()
     code_study: str = ""  # figure 8: code similarity between genres on this study
     code_variants: tuple[str, ...] = ()
     genres: tuple[str, ...] = ()
+    movies_per_genre: int = 200  # figure 8: items drawn per genre, in each of two sets
+    paper_results: str = ""  # the paper's results as JSON (see Column.paper)
     runs_dir: str = "runs/report"
     reports_dir: str = "reports"
     note: str = ""
@@ -128,8 +134,10 @@ def _parse(raw: dict[str, Any], quick: dict[str, Any] | None) -> Experiment:
             id=str(t["id"]),
             title=t["title"],
             rows=tuple(t["rows"]),
-            columns=tuple(Column(c["study"], c["metric"]) for c in t["columns"]),
-            paper=dict(t.get("paper", {})),
+            columns=tuple(
+                Column(c["study"], c["metric"], c.get("paper", "")) for c in t["columns"]
+            ),
+            paper_rows=dict(t.get("paper_rows", {})),
             note=t.get("note", ""),
         )
         for t in raw.pop("tables")
@@ -140,10 +148,12 @@ def _parse(raw: dict[str, Any], quick: dict[str, Any] | None) -> Experiment:
     name = raw.pop("name")
     seeds = tuple(raw.pop("seeds"))
     size_seeds = tuple(size.get("seeds", seeds))
+    size_studies = tuple(size.get("studies", ()))
     if quick is not None:
         name = quick.get("name", f"{name}-quick")
         seeds = tuple(quick.get("seeds", seeds))
         size_seeds = tuple(quick.get("size_seeds", size_seeds))
+        size_studies = tuple(quick.get("size_studies", size_studies))
     return Experiment(
         name=name,
         seeds=seeds,
@@ -151,13 +161,14 @@ def _parse(raw: dict[str, Any], quick: dict[str, Any] | None) -> Experiment:
         variants={k: tuple(v) for k, v in raw.pop("variants").items()},
         tables=tables,
         size_series=tuple(Series(s["label"], tuple(s["variants"])) for s in size.get("series", [])),
-        size_studies=tuple(size.get("studies", ())),
+        size_studies=size_studies,
         size_seeds=size_seeds,
-        loss_study=loss.get("study", ""),
+        loss_studies=tuple(loss.get("studies", ())),
         loss_variants=tuple(loss.get("variants", ())),
         code_study=codes.get("study", ""),
         code_variants=tuple(codes.get("variants", ())),
         genres=tuple(codes.get("genres", ())),
+        movies_per_genre=int(codes.get("movies_per_genre", 200)),
         **raw,
     )
 
@@ -176,7 +187,7 @@ def _check(exp: Experiment, where: str) -> None:
         if variant not in exp.variants:
             raise ConfigError(f"{where}: {owner} names unknown variant {variant!r}")
     used = [c.study for t in exp.tables for c in t.columns] + list(exp.size_studies)
-    used += [s for s in (exp.loss_study, exp.code_study) if s]
+    used += [*exp.loss_studies, *([exp.code_study] if exp.code_study else [])]
     for study_id in used:
         if study_id not in studies:
             raise ConfigError(f"{where}: unknown study {study_id!r}; defined: {sorted(studies)}")

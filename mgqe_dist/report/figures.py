@@ -52,15 +52,16 @@ def size_figure(exp: Experiment, results: dict[str, Any], study: str, path: Path
 def loss_figure(exp: Experiment, results: dict[str, Any], path: Path) -> Path:
     """Training loss per epoch of each variant in loss_variants: one line per seed."""
     fig, ax = plt.subplots(figsize=(6, 4))
+    study = exp.loss_studies[0]
     for index, variant in enumerate(exp.loss_variants):
-        for run in runs_of(results, exp.loss_study, variant):
+        for run in runs_of(results, study, variant):
             epochs = [h["epoch"] for h in run["history"]]
             losses = [h["loss"] for h in run["history"]]
             label = variant if run["seed"] == exp.seeds[0] else None
             ax.plot(epochs, losses, color=f"C{index}", marker=".", alpha=0.8, label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss (task loss, per batch mean)")
-    ax.set_title(f"{exp.study(exp.loss_study).title}: training loss")
+    ax.set_title(f"{exp.study(study).title}: training loss")
     ax.grid(True, alpha=0.3)
     ax.legend()
     return _save(fig, path)

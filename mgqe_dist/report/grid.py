@@ -60,11 +60,12 @@ class Cell:
 def grid_cells(exp: Experiment) -> list[Cell]:
     """Every cell: table variants and the loss and code figures' variants with every seed,
     figure-6-only variants with size_seeds; seed by seed, so that a stopped grid has every
-    cell at least once before any twice."""
+    cell at least once before any twice, and within a seed the tables' cells before the
+    figure-6-only ones."""
     cells: dict[tuple[str, str, int], Cell] = {}
     for study in exp.studies:
         plan = [(v, exp.seeds) for v in exp.table_variants]
-        if study.id == exp.loss_study:
+        if study.id in exp.loss_studies:
             plan += [(v, exp.seeds) for v in exp.loss_variants]
         if study.id == exp.code_study:
             plan += [(v, exp.seeds) for v in exp.code_variants]
@@ -75,7 +76,8 @@ def grid_cells(exp: Experiment) -> list[Cell]:
                 if (study.id, variant, seed) not in cells:
                     job = job_for(exp, study, variant, seed)
                     cells[study.id, variant, seed] = Cell(study.id, variant, seed, job)
-    return sorted(cells.values(), key=lambda cell: cell.seed)
+    in_tables = set(exp.table_variants)
+    return sorted(cells.values(), key=lambda cell: (cell.seed, cell.variant not in in_tables))
 
 
 def prepare_data(exp: Experiment, cells: list[Cell]) -> None:
@@ -105,6 +107,7 @@ def run_cells(cells: list[Cell], jobs: int, threads: int) -> list[Cell]:
     the cells that failed."""
     todo = [c for c in cells if c.finished() is None]
     print(f"grid: {len(cells)} cells, {len(cells) - len(todo)} finished, {len(todo)} to run")
+    print(estimate(cells, todo, jobs), flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     running: dict[subprocess.Popen[bytes], tuple[Cell, float]] = {}
     failed: list[Cell] = []
@@ -129,6 +132,31 @@ def run_cells(cells: list[Cell], jobs: int, threads: int) -> list[Cell]:
                 flush=True,
             )
     return failed
+
+
+def estimate(cells: list[Cell], todo: list[Cell], jobs: int) -> str:
+    """The estimated compute of the unfinished cells, from the run time of finished ones: the
+    same study and variant's mean, else the study's mean (a cell without either is counted
+    apart)."""
+    by_cell: dict[tuple[str, str], list[float]] = {}
+    by_study: dict[str, list[float]] = {}
+    for cell in cells:
+        metrics = cell.finished()
+        if metrics is not None:
+            by_cell.setdefault((cell.study, cell.variant), []).append(metrics["wall_seconds"])
+            by_study.setdefault(cell.study, []).append(metrics["wall_seconds"])
+    seconds, unknown = 0.0, 0
+    for cell in todo:
+        known = by_cell.get((cell.study, cell.variant)) or by_study.get(cell.study)
+        if known:
+            seconds += sum(known) / len(known)
+        else:
+            unknown += 1
+    text = f"estimated: {seconds / 3600:.1f} CPU-h for {len(todo) - unknown} cells"
+    text += f" (~{seconds / 3600 / max(jobs, 1):.1f} h at {jobs} at a time)"
+    if unknown:
+        text += f"; {unknown} cells of studies with no finished cell yet not estimated"
+    return text
 
 
 def _launch(cell: Cell, env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -11,7 +11,7 @@ from mgqe_dist.report import figures
 from mgqe_dist.report.experiment import Experiment, Table
 from mgqe_dist.report.genres import genre_index, item_codes
 from mgqe_dist.report.grid import Cell
-from mgqe_dist.report.results import summarize
+from mgqe_dist.report.results import paper_value, summarize
 
 METRIC_NAMES = {"hr@10": "HR@10", "ndcg@10": "NDCG@10", "rmse": "RMSE"}
 
@@ -108,7 +108,7 @@ def _table(exp: Experiment, table: Table, results: dict[str, Any]) -> list[str]:
         for study in studies:
             for column in (c for c in table.columns if c.study == study):
                 row.append(_cell(summarize(results, study, variant, column.metric), len(exp.seeds)))
-                paper = table.paper.get(f"{variant}|{study}|{column.metric}")
+                paper = paper_value(exp, table, column, variant, column.metric)
                 row.append("—" if paper is None else f"{paper:g}")
             size = summarize(results, study, variant, "size_pct_of_full")
             row.append("—" if not size.n else f"{size.mean:.1f}")
@@ -132,7 +132,7 @@ def _figures(exp: Experiment, cells: list[Cell], results: dict[str, Any], out: P
             f"![size]({path.name})",
             "",
         ]
-    if exp.loss_study:
+    if exp.loss_studies:
         path = figures.loss_figure(exp, results, out / "fig7_loss.png")
         lines += [
             f"### Fig. 7: training loss, {' vs '.join(exp.loss_variants)}",

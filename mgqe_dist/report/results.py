@@ -3,15 +3,17 @@ mean and sample standard deviation over seeds of every metric."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from mgqe_dist.report.experiment import Experiment
+from mgqe_dist.report.experiment import Column, Experiment, Table
 from mgqe_dist.report.grid import Cell
 
 
@@ -92,3 +94,18 @@ def runs_of(results: dict[str, Any], study: str, variant: str) -> list[dict[str,
     """Finished runs of one cell, by seed."""
     found = [r for r in results["runs"] if r["study"] == study and r["variant"] == variant]
     return sorted(found, key=lambda r: r["seed"])
+
+
+def paper_value(
+    exp: Experiment, table: Table, column: Column, variant: str, key: str
+) -> float | None:
+    """The paper's value of `key` (a metric, or "size_pct") for a table row and column, read
+    from the experiment's paper_results JSON; None where the paper has none."""
+    if not (exp.paper_results and column.paper):
+        return None
+    node: Any = json.loads(Path(exp.paper_results).read_text(encoding="utf-8"))
+    for part in column.paper.split("."):
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+    method = node.get(table.paper_rows.get(variant, variant), {}) if isinstance(node, dict) else {}
+    value = method.get(key) if isinstance(method, dict) else None
+    return float(value) if isinstance(value, int | float) else None

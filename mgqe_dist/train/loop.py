@@ -21,6 +21,10 @@ from mgqe_dist.embeddings import EmbeddingModule
 from mgqe_dist.size import embedding_modules
 from mgqe_dist.train.objectives import Objective, Samples
 
+# Points of the per-step training-loss curve recorded per epoch (each the mean task loss of a
+# window of consecutive steps), for loss-vs-step plots such as the paper's Fig. 7.
+LOSS_CURVE_POINTS = 20
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -121,21 +125,30 @@ def _run_epoch(
     batches: tuple[torch.Tensor, ...],
     cfg: TrainConfig,
     epoch: int,
-) -> dict[str, float]:
-    """One pass over the shuffled samples; returns the mean task and auxiliary losses.
+) -> dict[str, Any]:
+    """One pass over the shuffled samples; returns the mean task and auxiliary losses and the
+    loss curve: [step within the epoch, mean task loss of the window ending there] pairs.
 
     Samples stay on the CPU (negative sampling happens there); each batch moves to the model.
     """
     device = next(model.parameters()).device
     report_every = max(1, len(batches) // cfg.progress_updates) if cfg.progress_updates else 0
+    curve_every = -(-len(batches) // LOSS_CURVE_POINTS)  # ceil: at most that many points
     started = time.time()
-    task_sum = aux_sum = 0.0
+    task_sum = aux_sum = window_sum = 0.0
+    curve: list[list[float]] = []
     for step, batch in enumerate(batches, start=1):
         task, aux = train_step(
             model, optimizer, objective, tables, tuple(t[batch].to(device) for t in samples)
         )
-        task_sum += task.item()
+        loss = task.item()
+        task_sum += loss
+        window_sum += loss
         aux_sum += aux.item()
+        if step % curve_every == 0 or step == len(batches):
+            window = step - (int(curve[-1][0]) if curve else 0)
+            curve.append([step, round(window_sum / window, 6)])
+            window_sum = 0.0
         if report_every and step % report_every == 0 and step < len(batches):
             rate = step * cfg.batch_size / (time.time() - started)
             print(
@@ -143,7 +156,12 @@ def _run_epoch(
                 f"loss {task_sum / step:.4f} ({rate / 1000:.1f}k samples/s)",
                 flush=True,
             )
-    return {"loss": task_sum / len(batches), "aux_loss": aux_sum / len(batches)}
+    return {
+        "loss": task_sum / len(batches),
+        "aux_loss": aux_sum / len(batches),
+        "steps": len(batches),
+        "loss_curve": curve,
+    }
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ from mgqe_dist.config import ConfigError, JobConfig, to_dict
 from mgqe_dist.report.experiment import load_experiment
 from mgqe_dist.report.figures import code_similarity
 from mgqe_dist.report.grid import Cell
-from mgqe_dist.report.results import Summary, summarize
+from mgqe_dist.report.results import Summary, paper_value, summarize
 from mgqe_dist.train.outputs import write_run_outputs
 from tests.mgqe_dist.train.test_tasks import REGRESSION
 
@@ -49,7 +49,7 @@ seeds = [0]
 series = [{{label = "FE (d)", variants = ["FE d=8", "FE"]}}]
 
 [loss_figure]
-study = "ratings"
+studies = ["ratings"]
 variants = ["FE", "MGQE"]
 
 [code_figure]
@@ -159,4 +159,8 @@ def test_committed_experiment_spec_is_valid(quick: bool) -> None:
     assert len(exp.tables) == 4 and {t.id for t in exp.tables} == {"3", "4", "5", "6"}
     kinds = {"FE", "LRF", "SQ", "DPQ", "MGQE", "MGQE (unshared)", "MGQE (var D)", "TorchRec int8"}
     assert kinds <= set(exp.table_variants)
-    assert len(exp.seeds) == (1 if quick else 3)
+    assert len(exp.seeds) == (1 if quick else 5)
+    # Every column says where the paper's values are: the paper's MGQE row is found in each.
+    for table in exp.tables:
+        for column in table.columns:
+            assert paper_value(exp, table, column, "MGQE", column.metric) is not None

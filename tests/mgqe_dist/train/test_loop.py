@@ -4,7 +4,7 @@ from mgqe_dist.config import TrainConfig
 from mgqe_dist.embeddings import build_embedding
 from mgqe_dist.models import build_model
 from mgqe_dist.train.data import Interactions
-from mgqe_dist.train.loop import train_epochs
+from mgqe_dist.train.loop import LOSS_CURVE_POINTS, train_epochs
 from mgqe_dist.train.objectives import SampledLogLoss
 
 TRAIN = Interactions(users=torch.arange(20) % 5, items=torch.arange(20) % 8)
@@ -50,3 +50,16 @@ def test_same_seed_same_losses() -> None:
         for _ in range(2)
     ]
     assert [r["loss"] for r in runs[0]] == [r["loss"] for r in runs[1]]
+
+
+def test_loss_curve_windows_cover_the_epoch_and_average_to_its_loss() -> None:
+    # 20 rows x 5 samples each (1 positive + 4 negatives) at batch 2: 50 steps per epoch.
+    cfg = TrainConfig(epochs=2, batch_size=2, progress_updates=0)
+    history = train_epochs(_model(), LOSS, cfg, 0, lambda: {"v": 0.0}, select_by="v").history
+    for record in history:
+        steps = [int(step) for step, _ in record["loss_curve"]]
+        assert steps[-1] == record["steps"] and steps == sorted(set(steps))
+        assert len(steps) <= LOSS_CURVE_POINTS
+        widths = torch.diff(torch.tensor([0, *steps])).double()
+        means = torch.tensor([loss for _, loss in record["loss_curve"]]).double()
+        assert abs(float((widths * means).sum() / widths.sum()) - record["loss"]) < 1e-4
