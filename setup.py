@@ -1,7 +1,8 @@
-"""Builds the one C extension (the CPU nearest-centroid kernel); metadata is in pyproject.toml.
+"""Builds the C extensions (the CPU nearest-centroid kernel of training, the served-table
+decode); metadata is in pyproject.toml.
 
-The extension is optional: without a C compiler the install still succeeds and MGQE searches
-with torch ops instead (same codes, slower on CPU).
+Both are optional: without a C compiler the install still succeeds and MGQE searches and the
+serving tables decode with torch ops instead (same results, slower on CPU).
 """
 
 from setuptools import Extension, setup
@@ -13,6 +14,13 @@ setup(
             ["mgqe_dist/embeddings/_search.c"],
             extra_compile_args=["-O3"],
             optional=True,
-        )
+        ),
+        Extension(
+            "mgqe_dist.serve._decode",
+            ["mgqe_dist/serve/_decode.c"],
+            # SQ's multiply and add must round separately, as torch's ops do (bit parity).
+            extra_compile_args=["-O3", "-ffp-contract=off"],
+            optional=True,
+        ),
     ]
 )

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 venv=.venv
 stamp="$venv/.installed"
-want=$(cat requirements.lock requirements-dev.lock pyproject.toml setup.py mgqe_dist/embeddings/_search.c | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.lock requirements-dev.lock pyproject.toml setup.py mgqe_dist/*/_*.c | sha256sum | cut -d' ' -f1)
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   exit 0
 fi

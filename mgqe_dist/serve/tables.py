@@ -5,14 +5,17 @@ codes bit-packed as uint8) plus a JSON description (`meta()`), and rebuilds itse
 two. In memory, codes are kept unpacked, one integer per code (uint8 up to 8 bits), so
 decoding is row gathers and arithmetic on whole bytes, never per-bit work. Lookups are
 vectorised over the whole batch; ids outside [0, n) are served the OOV row n - 1 (the
-reserved id of unseen ids).
+reserved id of unseen ids). On CPU, SQ and codebook lookups run in one pass through the C
+kernel `_decode.c` when the install step built it, else through torch ops (same values).
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import math
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any, ClassVar
 
 import torch
@@ -26,6 +29,28 @@ from mgqe_dist.registry import Registry
 from mgqe_dist.serve.bitpack import bits_for, code_dtype, pack_bits, unpack_bits
 
 Tensors = dict[str, torch.Tensor]
+
+
+def _load_kernel() -> ModuleType | None:
+    """The C decode kernel (_decode.c), built by the install step (setup.py); None where it
+    could not be built, and lookups then decode with torch ops."""
+    try:
+        return importlib.import_module("mgqe_dist.serve._decode")
+    except ImportError:
+        return None
+
+
+_decode = _load_kernel()
+
+
+def _kernel_ids(ids: torch.Tensor) -> torch.Tensor | None:
+    """`ids` flat, int64 and contiguous on the CPU for the C kernel; None where the kernel is
+    not there, or the ids are not integers or live elsewhere (the torch path then decodes, or
+    refuses them)."""
+    integer = not (ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool)
+    if _decode is None or ids.device.type != "cpu" or not integer:
+        return None
+    return ids.reshape(-1).to(torch.int64).contiguous()
 
 
 class ServingTable(EmbeddingModule):
@@ -195,6 +220,13 @@ class ScalarQuantTable(ServingTable):
         }
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        flat = _kernel_ids(ids)
+        if flat is not None and self.codes.dtype == torch.uint8:
+            assert _decode is not None
+            out = torch.empty(len(flat), self.embedding_dim)
+            args = (self.codes, flat, self.step, self.minimum)
+            _decode.scalar(*(a.numpy() for a in args), out.numpy(), self.num_embeddings)
+            return out.reshape(*ids.shape, self.embedding_dim)
         codes = self.codes.index_select(0, self.known(ids.reshape(-1)))
         # Multiply, then add: the two roundings of the trained table's minimum + code * step
         # (a fused multiply-add rounds once and would break bit parity).
@@ -385,10 +417,26 @@ class CodebookTable(ServingTable):
         return self._decode(codes.gather(1, self._group_subspace[tiers]), tiers)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        compiled = _kernel_ids(ids)
+        if compiled is not None:
+            return self._decode_compiled(compiled).reshape(*ids.shape, self.embedding_dim)
         flat = self.known(ids.reshape(-1))
         tiers = self._tier(flat) if self.separate_books else None
         values = self._decode(self._codes.index_select(0, flat), tiers)
         return values.reshape(*ids.shape, self.embedding_dim)
+
+    def _decode_compiled(self, ids: torch.Tensor) -> torch.Tensor:
+        """`forward` by the C kernel: (B, d) embeddings of flat int64 ids, in one pass."""
+        assert _decode is not None
+        out = torch.empty(len(ids), self.embedding_dim)
+        book_base = self._book_base if self.separate_books else self._book_base[:0]
+        tensors = (self._codes, ids, self._centroids, self._group_offsets, book_base, self._first)
+        width = self.embedding_dim // self.groups
+        code_size = self._codes.element_size()
+        _decode.codebook(
+            *(t.numpy() for t in tensors), out.numpy(), self.num_embeddings, width, code_size
+        )
+        return out
 
     def _decode(self, codes: torch.Tensor, tiers: torch.Tensor | None) -> torch.Tensor:
         """(B, d) embeddings of (B, G) codes; `tiers` is needed with separate codebooks."""

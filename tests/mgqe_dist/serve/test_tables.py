@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mgqe_dist.embeddings import build_embedding
+from mgqe_dist.serve import tables
 from mgqe_dist.serve.tables import SERVING_FORMATS, CodebookTable, serving_table
 
 N, D = 50, 8
@@ -162,3 +163,39 @@ def test_embeddings_from_codes_equal_served_rows(case: str) -> None:
     ids = torch.tensor([0, 4, 5, 19, 20, 49, N + 3])
     rebuilt = served.embed_codes(served.tiers_of(ids), served.codes(ids))
     assert torch.equal(rebuilt, served(ids))
+
+
+def test_compiled_decode_kernel_is_built() -> None:
+    assert tables._decode is not None, "the C decode kernel was not built: run scripts/setup_env.sh"
+
+
+@pytest.mark.parametrize("case", ["sq", "dpq", "mgqe_shared", "mgqe_unshared", "mgqe_var_d"])
+def test_compiled_decode_equals_torch_decode(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    served = _roundtrip(*_trained(case))
+    ids = torch.tensor([[0, 4, 5, 19, -7], [20, 49, 49, 7, N + 3]], dtype=torch.int32)
+    compiled = served(ids)
+    monkeypatch.setattr(tables, "_decode", None)
+    assert torch.equal(compiled, served(ids))
+
+
+def test_compiled_decode_of_wide_codes_equals_torch_decode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # K = 300 > 256: codes are held as int16.
+    torch.manual_seed(0)
+    table = build_embedding("dpq", 400, D, init_std=1.0, num_subspaces=8, num_centroids=300)
+    table.finalize()
+    served = _roundtrip("dpq", table.eval())
+    assert served._codes.dtype == torch.int16
+    ids = torch.randint(0, 400, (64,))
+    compiled = served(ids)
+    monkeypatch.setattr(tables, "_decode", None)
+    assert torch.equal(compiled, served(ids))
+
+
+def test_compiled_decode_refuses_a_code_outside_the_centroids() -> None:
+    served = _roundtrip(*_trained("dpq"))
+    assert isinstance(served, CodebookTable)
+    served._codes[3, 0] = 255  # 16 centroids, 4 groups: row 3 * 16 + 255 is past the table
+    with pytest.raises(ValueError, match="outside the centroid table"):
+        served(torch.tensor([3]))
