@@ -62,6 +62,9 @@ def export_artifact(run_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
         "run_dir": str(run_dir.resolve()),
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float | str)},
         "trained_with": metrics["versions"],
+        # What `mgqe-dist evaluate ARTIFACT` needs: the job (task, eval settings) and its data.
+        "config": metrics["config"],
+        "prepared_path": metrics["data"]["prepared_path"],
     }
     vocab_dir = Path(metrics["data"]["prepared_path"]) / "vocab"
     return export_model(model, spec, out_dir, vocab_dir, metrics["data"]["checksums"], source)
