@@ -211,7 +211,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--device",
         default="cpu",
-        help="cpu (default), cuda or auto; metrics reproduce on the device the run used",
+        help="cpu (default), cuda or auto; metrics reproduce exactly on the device the run "
+        "was evaluated on (cuda for a run trained locally on a GPU)",
     )
     evaluate.add_argument(
         "--out", help="where to write the JSON (default DIR/eval-SPLIT[-N-users].json)"

@@ -4,9 +4,10 @@ The model is evaluated by its training task's own evaluation (train/tasks.py, ch
 run's recorded job: ranking HR/NDCG, RMSE, next-item ranking) on the prepared data it was
 trained on, which must still be the same data (its stats.json checksums equal the run's
 record). Re-evaluating a finished run's test split therefore reproduces metrics.json's test
-numbers exactly when it runs on the device the run was evaluated on (the run's `device` for
-local runs; CPU for sharded runs, whose rank 0 evaluates an unsharded CPU copy). An artifact
-serves the same embeddings bit for bit (full, SQ, DPQ, MGQE), so its numbers match too.
+numbers exactly when it runs on the device the run was evaluated on: `device`, CPU by default,
+must be CUDA for a run trained locally on a GPU (metrics.json's `device`); sharded runs were
+evaluated on CPU (rank 0 evaluates an unsharded CPU copy). An artifact serves the same
+embeddings bit for bit (full, SQ, DPQ, MGQE), so its numbers match too.
 
 `max_users` evaluates a sample of the split's users drawn uniformly with the job's seed (the
 same users every time): model ids are frequency-ranked, so the first N users would be the most
@@ -38,6 +39,9 @@ from mgqe_dist.train.record import load_job_data
 from mgqe_dist.train.run import resolve_device
 from mgqe_dist.train.tasks import SPLITS, build_task
 
+# As train.device: "auto" takes the GPU when there is one.
+DEVICES = ("cpu", "cuda", "auto")
+
 
 @dataclass(frozen=True)
 class Saved:
@@ -66,6 +70,8 @@ def evaluate_saved(
         raise ValueError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     if max_users is not None and max_users < 1:
         raise ValueError(f"--max-users must be >= 1, got {max_users}")
+    if device not in DEVICES:
+        raise ValueError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
     root = Path(path)
     target = resolve_device(device)
     saved = load_saved(root)

@@ -18,7 +18,8 @@ from mgqe_dist.train.data import Interactions, PreparedData, load_prepared
 
 
 def _train(job: Path, out: Path, *settings: str) -> Path:
-    overrides = [f'output_dir="{out}"', "train.epochs=1", *settings]
+    # On CPU, where `evaluate` runs by default, also on a machine with a GPU.
+    overrides = [f'output_dir="{out}"', "train.epochs=1", "train.device=cpu", *settings]
     assert main(["train", str(job), *(a for s in overrides for a in ("--set", s))]) == 0
     return out
 
@@ -128,6 +129,7 @@ def _one_line_error(capsys: pytest.CaptureFixture) -> str:
     [
         (["--split", "train"], "--split must be one of valid, test, got 'train'"),
         (["--max-users", "0"], "--max-users must be >= 1, got 0"),
+        (["--device", "tpu"], "--device must be one of cpu, cuda, auto, got 'tpu'"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(
