@@ -8,7 +8,7 @@ completion order, so nothing grows with the number of rows on the driver.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
+from data_pipeline.schema import Origin
 from mgqe_dist.progress import Progress
 
 # Rows per unit, at least (a unit never splits a row group).
@@ -36,11 +37,29 @@ class Unit:
     num_groups: int
     first_row: int  # file row number of the unit's first row
     num_rows: int
+    # For a log converted to Parquet first: the user's file, and the line of its row 0.
+    origin: Origin | None = None
+
+    @property
+    def shown_file(self) -> str:
+        """The file that messages and quarantined rows name: the user's, not a converted copy."""
+        return self.origin.file if self.origin else self.file
+
+    @property
+    def first_line(self) -> int | None:
+        """Line of the file's row 0 when the user's file has lines (see schema.rows_text)."""
+        return self.origin.first_line if self.origin else None
 
 
-def plan_units(files: Sequence[Path], unit_rows: int = UNIT_ROWS) -> list[Unit]:
-    """Cut every file's row groups into units of at least `unit_rows` rows (files never mix)."""
+def plan_units(
+    files: Sequence[Path],
+    unit_rows: int = UNIT_ROWS,
+    origins: Mapping[Path, Origin] | None = None,
+) -> list[Unit]:
+    """Cut every file's row groups into units of at least `unit_rows` rows (files never mix);
+    `origins` names the user's files behind converted ones."""
     units: list[Unit] = []
+    origins = origins or {}
     for file_index, file in enumerate(files):
         meta = pq.read_metadata(file)
         start, first_row, rows = 0, 0, 0
@@ -48,7 +67,16 @@ def plan_units(files: Sequence[Path], unit_rows: int = UNIT_ROWS) -> list[Unit]:
             rows += meta.row_group(group).num_rows
             if rows >= unit_rows or group == meta.num_row_groups - 1:
                 groups = group + 1 - start
-                unit = Unit(len(units), str(file), file_index, start, groups, first_row, rows)
+                unit = Unit(
+                    len(units),
+                    str(file),
+                    file_index,
+                    start,
+                    groups,
+                    first_row,
+                    rows,
+                    origins.get(file),
+                )
                 units.append(unit)
                 start, first_row, rows = group + 1, first_row + rows, 0
     return units
