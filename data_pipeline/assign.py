@@ -69,8 +69,10 @@ class AssignPlan:
 def assign_unit(unit: Unit, plan: AssignPlan) -> dict[str, Any]:
     """Write one unit's rows to their splits (runs in a Ray task); returns its row counts."""
     id_columns = tuple(plan.id_maps)
-    table = normalize_ids(read_unit(unit), id_columns, unit.file, unit.first_row)
-    check = check_rows(table, unit.file, unit.first_row, id_columns)
+    table = normalize_ids(
+        read_unit(unit), id_columns, unit.shown_file, unit.first_row, unit.first_line
+    )
+    check = check_rows(table, unit.shown_file, unit.first_row, id_columns, unit.first_line)
     counts: dict[str, Any] = {"quarantined": 0, "reasons": {}, "oov_rows": {}}
     if plan.held is None:
         split = plan.rule.random_splits(table)
@@ -125,7 +127,7 @@ def _quarantine(
     text = pa.table({name: rows[name].cast(pa.string()) for name in rows.column_names})
     where = np.flatnonzero(bad.to_numpy(zero_copy_only=False)) + unit.first_row
     text = (
-        text.append_column("source_file", pa.array([unit.file] * len(where)))
+        text.append_column("source_file", pa.array([unit.shown_file] * len(where)))
         .append_column("source_row", pa.array(where, pa.int64()))
         .append_column("reason", reasons.filter(bad))
     )

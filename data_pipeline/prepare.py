@@ -39,11 +39,18 @@ from data_pipeline.scan import Summary, SummaryMerger, count_ids, scan_unit, sum
 from data_pipeline.schema import (
     ID_COLUMNS,
     TIME_COLUMN,
+    Origin,
     ValidationError,
     check_files,
     problems_message,
 )
-from data_pipeline.source import Source, describe_source, is_glob, materialize_source
+from data_pipeline.source import (
+    Source,
+    describe_source,
+    is_glob,
+    materialize_source,
+    source_origins,
+)
 from data_pipeline.split import MIN_EVAL_HISTORY, SPLITS, SplitRule, held_out, train_sequences
 from data_pipeline.stats import STATS_FILE, load_stats
 from data_pipeline.tiers import TierRule, build_vocab
@@ -79,7 +86,7 @@ def prepare(cfg: DataConfig, seed: int, force: bool = False) -> Path:
     with atomic_path(out, marker=STATS_FILE) as tmp:
         tmp.mkdir()
         files = materialize_source(source, cfg, tmp / "input")
-        stats = _run_pipeline(files, cfg, seed, tmp)
+        stats = _run_pipeline(files, cfg, seed, tmp, source_origins(source, files))
         stats.update(
             fingerprint=fingerprint,
             origin={
@@ -134,20 +141,23 @@ def _up_to_date(out: Path, fingerprint: dict[str, Any]) -> bool:
         return False
 
 
-def _run_pipeline(files: list[Path], cfg: DataConfig, seed: int, out: Path) -> dict[str, Any]:
+def _run_pipeline(
+    files: list[Path], cfg: DataConfig, seed: int, out: Path, origins: dict[Path, Origin]
+) -> dict[str, Any]:
     drop = cfg.on_bad_rows == "drop"
     split_rule = SplitRule(cfg.split, cfg.random_fractions, seed, cfg.sequence_length)
     rules = tier_rules(cfg)
     id_columns = tuple(rules)
+    shown = {file: origin.file for file, origin in origins.items()}
     input_rows, empty_files = check_files(
-        files, id_columns, allow_empty=drop, need_time=cfg.split != "random"
+        files, id_columns, allow_empty=drop, need_time=cfg.split != "random", shown=shown
     )
     for file in empty_files:
         print(f"WARNING: {file} has no rows; skipped", file=sys.stderr)
     if input_rows == 0:
         raise ValidationError(f"no rows in any of the {len(files)} input file(s)")
     _start_ray()
-    units = plan_units(files)
+    units = plan_units(files, origins=origins)
     passes = 2 if split_rule.kind == "random" else 3
     print(
         f"pass 1/{passes}: checking and counting {input_rows:,} rows ({len(files)} file(s), "

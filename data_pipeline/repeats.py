@@ -90,10 +90,14 @@ def count_repeats(
     columns = list(id_columns)
     if has_bad_rows and TIME_COLUMN in pq.ParquetFile(unit.file).schema_arrow.names:
         columns.append(TIME_COLUMN)
-    table = normalize_ids(read_unit(unit, columns), id_columns, unit.file, unit.first_row)
+    table = normalize_ids(
+        read_unit(unit, columns), id_columns, unit.shown_file, unit.first_row, unit.first_line
+    )
     good = np.ones(table.num_rows, dtype=bool)
     if has_bad_rows:
-        reasons = check_rows(table, unit.file, unit.first_row, id_columns).reasons
+        reasons = check_rows(
+            table, unit.shown_file, unit.first_row, id_columns, unit.first_line
+        ).reasons
         if reasons is not None:
             good = pc.is_null(reasons).to_numpy(zero_copy_only=False)
     split = held.splits(unit, table.num_rows)

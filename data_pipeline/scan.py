@@ -42,8 +42,10 @@ def scan_unit(unit: Unit, id_columns: tuple[str, ...], rule: SplitRule) -> Summa
     distinct items are kept for the driver to pick the held-out ones."""
     names = pq.ParquetFile(unit.file).schema_arrow.names
     columns = [*id_columns, TIME_COLUMN] if TIME_COLUMN in names else list(id_columns)
-    table = normalize_ids(read_unit(unit, columns), id_columns, unit.file, unit.first_row)
-    check = check_rows(table, unit.file, unit.first_row, id_columns)
+    table = normalize_ids(
+        read_unit(unit, columns), id_columns, unit.shown_file, unit.first_row, unit.first_line
+    )
+    check = check_rows(table, unit.shown_file, unit.first_row, id_columns, unit.first_line)
     n = table.num_rows
     if TIME_COLUMN not in names:  # only under the random split, which ignores time
         table = table.append_column(TIME_COLUMN, pa.array(np.zeros(n, dtype=np.int64)))

@@ -23,6 +23,7 @@ from data_pipeline.convert import (
     read_sasrec_text,
 )
 from data_pipeline.files import sha256_file
+from data_pipeline.schema import Origin
 from data_pipeline.synth import SynthSpec, generate_log
 from mgqe_dist.config import DataConfig
 
@@ -30,6 +31,8 @@ CONVERTERS = {"movielens": read_movielens_ratings, "sasrec": read_sasrec_text}
 FORMAT_FILES = {"movielens": "ratings.dat", "sasrec": "ml-1m.txt"}
 # Generic delimited files with a header row: format -> delimiter (also the file suffix).
 DELIMITERS = {"csv": ",", "tsv": "\t"}
+# Converted formats: the line of the first row (CSV/TSV: the one after the header).
+FIRST_LINES = {**dict.fromkeys(DELIMITERS, 2), **dict.fromkeys(CONVERTERS, 1)}
 
 
 class SourceError(FileNotFoundError):
@@ -89,6 +92,15 @@ def materialize_source(source: Source, cfg: DataConfig, workdir: Path) -> list[P
         return [delimited_to_parquet(source.location, out, DELIMITERS[source.format])]
     table = CONVERTERS[source.format](source.location)
     return [convert_to_parquet(table, workdir / "interactions.parquet")]
+
+
+def source_origins(source: Source, files: list[Path]) -> dict[Path, Origin]:
+    """The user's file behind each Parquet file that materialize_source converted, so that
+    messages and quarantined rows name it (and its lines) instead of a temporary copy; none
+    for Parquet logs, read in place, and generated ones."""
+    if source.synthetic or source.format not in FIRST_LINES:
+        return {}
+    return {file: Origin(source.location, FIRST_LINES[source.format]) for file in files}
 
 
 def synth_spec(cfg: DataConfig) -> SynthSpec:

@@ -1,4 +1,4 @@
-"""The `mgqe-dist` command: prepare data, train models, export artifacts, feed a feature store.
+"""The `mgqe-dist` command: prepare data, train, evaluate and export models, feed a feature store.
 
 Job commands take a TOML job spec and `--set section.key=value` overrides. Bad input (a broken
 job spec, a missing data file, an invalid log or artifact) prints one line naming the problem
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
+import platform
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,6 +127,13 @@ def _export(args: argparse.Namespace) -> None:
     )
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from mgqe_dist.evaluate.run import evaluate_saved, summary_line
+
+    record, written = evaluate_saved(args.dir, args.split, args.max_users, args.device, args.out)
+    print(summary_line(record, written))
+
+
 def _feast_init(args: argparse.Namespace) -> None:
     from mgqe_dist.serve.feature_store import init_repo
 
@@ -138,6 +147,7 @@ def _feast_init(args: argparse.Namespace) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mgqe-dist", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True)
     for name, run, help_text in (
         (
@@ -187,6 +197,27 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", help="a finished run, e.g. runs/ml1m_gmf_mgqe")
     export.add_argument("--out", required=True, help="artifact directory to (re)write")
     export.set_defaults(run=_export)
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="re-evaluate a finished run or an exported artifact on its prepared data",
+    )
+    evaluate.add_argument("dir", help="a finished run or an artifact, e.g. runs/ml1m_gmf_mgqe")
+    evaluate.add_argument("--split", default="test", help="test (default) or valid")
+    evaluate.add_argument(
+        "--max-users",
+        type=int,
+        help="evaluate a sample of at most N of the split's users (drawn with the job's seed)",
+    )
+    evaluate.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default), cuda or auto; metrics reproduce exactly on the device the run "
+        "was evaluated on (cuda for a run trained locally on a GPU)",
+    )
+    evaluate.add_argument(
+        "--out", help="where to write the JSON (default DIR/eval-SPLIT[-N-users].json)"
+    )
+    evaluate.set_defaults(run=_evaluate)
     feast = commands.add_parser("feast", help="Feast feature repository of a run's item codes")
     feast_commands = feast.add_subparsers(dest="feast_command", required=True)
     init = feast_commands.add_parser(
@@ -198,6 +229,19 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--redis-url", default="localhost:6379", help="host:port for redis")
     init.set_defaults(run=_feast_init)
     return parser
+
+
+def _version() -> str:
+    """This package's version, and those of the libraries a result depends on most."""
+    from mgqe_dist import __version__
+
+    found = []
+    for name in ("torch", "torchrec", "ray"):
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{name} not installed")
+    return f"mgqe-dist {__version__} ({', '.join(found)}, Python {platform.python_version()})"
 
 
 def _add_synth(commands: argparse._SubParsersAction) -> None:

@@ -155,7 +155,8 @@ class TrainConfig:
     # epoch). The model evaluated on test is the best-validation one, as in NCF and SASRec;
     # with no validation split (random_fractions valid share 0) it is the last epoch's.
     early_stopping_patience: int = 5
-    # Progress lines per epoch (0 = only the per-epoch summary).
+    # Progress of each epoch: a bar when the output is a terminal, else this many plain lines
+    # per epoch (0 = neither, only the per-epoch summary line).
     progress_updates: int = 4
     # Where to train and evaluate: "auto" takes the GPU when there is one.
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -1,5 +1,6 @@
 """The `mgqe-dist` entry in-process: one-line errors with exit 2, and a tiny end-to-end run."""
 
+import importlib.metadata
 import json
 import shutil
 import socket
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import mgqe_dist
 from mgqe_dist.cli import main
 from tests.conftest import TINY_JOB, write_job
 
@@ -175,3 +177,13 @@ def test_a_log_read_twice_still_evaluates_every_user(
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["data"]["rows"]["test"] == 120
     assert metrics["hr@10"] > 0.02 and metrics["valid_hr@10"] > 0.02
+
+
+def test_version_prints_the_package_and_library_versions(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(f"mgqe-dist {mgqe_dist.__version__} (torch 2.13")
+    assert "torchrec " in out and "Python 3.11" in out
+    assert mgqe_dist.__version__ == importlib.metadata.version("mgqe-dist")

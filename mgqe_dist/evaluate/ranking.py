@@ -15,6 +15,11 @@ from dataclasses import dataclass
 
 import torch
 
+from mgqe_dist.progress import Progress
+
+# Seconds between progress lines of an evaluation whose output is not a terminal.
+EVAL_LINE_SECONDS = 30.0
+
 
 @dataclass(frozen=True)
 class RankingResult:
@@ -64,11 +69,14 @@ def evaluate_ranking(
     num_candidates: int,
     k: int = 10,
     user_batch_size: int = 1024,
+    label: str = "evaluating",
 ) -> RankingResult:
     """Rank `targets` for `users` in batches.
 
     score_fn maps user ids (B,) to scores over all candidate items (B, num_candidates); `seen`
     is (user_ids, item_ids) of interactions to mask; items >= num_candidates (OOV) never rank.
+    Progress over users, named `label`, is a bar on a terminal and otherwise a line every
+    EVAL_LINE_SECONDS (an evaluation shorter than that prints nothing).
     """
     if len(users) != len(targets):
         raise ValueError(f"{len(users)} users but {len(targets)} targets")
@@ -76,12 +84,15 @@ def evaluate_ranking(
     order = torch.argsort(seen_users)
     seen_users, seen_items = seen_users[order], seen_items[order]
     ranks = []
+    progress = Progress(len(users), label, "users", every_seconds=EVAL_LINE_SECONDS)
     for start in range(0, len(users), user_batch_size):
         batch = users[start : start + user_batch_size]
         masked = _seen_mask(batch, seen_users, seen_items, num_candidates)
         with torch.no_grad():
             scores = score_fn(batch)
         ranks.append(target_ranks(scores, targets[start : start + user_batch_size], masked))
+        progress.advance(len(batch))
+    progress.close()
     all_ranks = torch.cat(ranks) if ranks else torch.empty(0, dtype=torch.long)
     hr, ndcg = hr_ndcg(all_ranks, k) if len(all_ranks) else (math.nan, math.nan)
     return RankingResult(k=k, hr=hr, ndcg=ndcg, users=len(all_ranks))

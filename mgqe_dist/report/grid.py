@@ -1,5 +1,6 @@
 """Runs an experiment's grid: prepares each dataset once, then trains every cell that has no
-finished result yet, a few at a time in child processes, with progress and an ETA.
+finished result yet, a few at a time in child processes, with progress and an ETA: a line per
+finished cell, under a bar of the whole grid when the output is a terminal.
 
 A cell is finished when its run directory holds one run's outputs (train/outputs.py) whose
 metrics.json records the cell's job config (read with today's defaults, so a config key added
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mgqe_dist.config import ConfigError, JobConfig, from_dict, to_dict
+from mgqe_dist.progress import Progress
 from mgqe_dist.report.experiment import Experiment, job_for
 from mgqe_dist.train.outputs import METRICS_FILE, RunOutputError, read_run_metrics
 
@@ -113,24 +115,26 @@ def run_cells(cells: list[Cell], jobs: int, threads: int) -> list[Cell]:
     failed: list[Cell] = []
     started, finished = time.time(), 0
     queue = list(todo)
-    while queue or running:
-        while queue and len(running) < jobs:
-            cell = queue.pop(0)
-            running[_launch(cell, env)] = (cell, time.time())
-        time.sleep(0.5)
-        for process in [p for p in running if p.poll() is not None]:
-            cell, began = running.pop(process)
-            finished += 1
-            eta = (time.time() - started) / finished * (len(todo) - finished) / 60
-            status = _summary(cell) if process.returncode == 0 else None
-            if status is None:
-                failed.append(cell)
-                status = f"FAILED (exit {process.returncode}; see {_log(cell)})"
-            print(
-                f"[{finished}/{len(todo)}] {cell.name}: {status} ({time.time() - began:.0f} s; "
-                f"~{eta:.0f} min left)",
-                flush=True,
-            )
+    with Progress(len(todo), "grid", "cells") as progress:
+        while queue or running:
+            while queue and len(running) < jobs:
+                cell = queue.pop(0)
+                running[_launch(cell, env)] = (cell, time.time())
+            time.sleep(0.5)
+            progress.advance(0)  # a bar's clock keeps running while cells train
+            for process in [p for p in running if p.poll() is not None]:
+                cell, began = running.pop(process)
+                finished += 1
+                eta = (time.time() - started) / finished * (len(todo) - finished) / 60
+                status = _summary(cell) if process.returncode == 0 else None
+                if status is None:
+                    failed.append(cell)
+                    status = f"FAILED (exit {process.returncode}; see {_log(cell)})"
+                progress.write(
+                    f"[{finished}/{len(todo)}] {cell.name}: {status} "
+                    f"({time.time() - began:.0f} s; ~{eta:.0f} min left)"
+                )
+                progress.advance(1, status=f"{len(failed)} failed" if failed else None)
     return failed
 
 

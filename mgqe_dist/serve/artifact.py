@@ -62,6 +62,9 @@ def export_artifact(run_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
         "run_dir": str(run_dir.resolve()),
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float | str)},
         "trained_with": metrics["versions"],
+        # What `mgqe-dist evaluate ARTIFACT` needs: the job (task, eval settings) and its data.
+        "config": metrics["config"],
+        "prepared_path": metrics["data"]["prepared_path"],
     }
     vocab_dir = Path(metrics["data"]["prepared_path"]) / "vocab"
     return export_model(model, spec, out_dir, vocab_dir, metrics["data"]["checksums"], source)
@@ -179,15 +182,17 @@ class ServedModel(nn.Module):
     """A trained model rebuilt from an artifact for inference, plus raw-id lookup.
 
     Lookups take model ids, as `ids()` makes them from raw ids (an unknown raw id gets the OOV
-    id n - 1). Every lookup through a table, direct or by the model, refuses what no raw id
-    maps to: ids outside [0, n) and tensors that are not integer (see _check_model_ids).
+    id n - 1). Every lookup through a table, direct (a call, codes(), tiers_of()) or by the
+    model, refuses what no raw id maps to: ids outside [0, n) and tensors that are not integer
+    (see _check_model_ids).
     """
 
     def __init__(self, model: Recommender, manifest: dict[str, Any], vocabs: dict[str, pa.Array]):
         super().__init__()
         self.model, self.manifest, self._vocabs = model.eval(), manifest, vocabs
         for name in manifest["tables"]:
-            self.table(name).register_forward_pre_hook(_model_id_check(name))
+            table = self.table(name)
+            table.id_check = _model_id_check(name, table.num_embeddings)
 
     def forward(self, user_ids: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
         """The model's logits for its inputs (model ids, see the class docstring)."""
@@ -250,12 +255,11 @@ def _raw_id_array(table: str, raw_ids: Any, kind: pa.DataType) -> pa.Array:
         raise ValueError(f"table {table!r}: raw id {top} does not fit {kind}") from None
 
 
-def _model_id_check(table: str) -> Callable[[nn.Module, tuple[Any, ...]], None]:
-    """A forward pre-hook for table `table` that refuses ids no raw id maps to."""
+def _model_id_check(table: str, n: int) -> Callable[[Any], None]:
+    """The `id_check` of table `table` of n ids: refuses ids no raw id maps to."""
 
-    def check(module: nn.Module, args: tuple[Any, ...]) -> None:
-        assert isinstance(module, ServingTable)
-        _check_model_ids(table, args[0], module.num_embeddings)
+    def check(ids: Any) -> None:
+        _check_model_ids(table, ids, n)
 
     return check
 

@@ -5,8 +5,13 @@ codes bit-packed as uint8) plus a JSON description (`meta()`), and rebuilds itse
 two. In memory, codes are kept unpacked, one integer per code (uint8 up to 8 bits), so
 decoding is row gathers and arithmetic on whole bytes, never per-bit work. Lookups are
 vectorised over the whole batch; ids outside [0, n) are served the OOV row n - 1 (the
+<<<<<<< HEAD
 reserved id of unseen ids). On CPU, SQ and codebook lookups run in one pass through the C
 kernel `_decode.c` when the install step built it, else through torch ops (same values).
+=======
+reserved id of unseen ids), except by the tables of a served model, whose `id_check` refuses
+them in every lookup (serve/artifact.py).
+>>>>>>> progress
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ from __future__ import annotations
 import importlib
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
 from mgqe_dist.embeddings import EmbeddingModule
 from mgqe_dist.embeddings.full import FullEmbedding
@@ -62,6 +68,10 @@ class ServingTable(EmbeddingModule):
     def __init__(self, num_embeddings: int, embedding_dim: int) -> None:
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        # Set by a served model: raises on ids no raw id maps to. Every lookup (a call,
+        # codes(), tiers_of()) runs it first, so none of them serves such ids the OOV row.
+        self.id_check: Callable[[Any], None] | None = None
+        self.register_forward_pre_hook(_check_call_ids)
 
     @classmethod
     def from_trained(cls, table: EmbeddingModule) -> ServingTable:
@@ -84,10 +94,21 @@ class ServingTable(EmbeddingModule):
     def _keep(self, name: str, value: torch.Tensor) -> None:
         self.register_buffer(name, value.detach().contiguous(), persistent=False)
 
+    def check_ids(self, ids: Any) -> None:
+        """Run `id_check`, if set, on ids about to be looked up."""
+        if self.id_check is not None:
+            self.id_check(ids)
+
     def known(self, ids: torch.Tensor) -> torch.Tensor:
         """Ids with every id outside [0, n) replaced by the OOV id n - 1."""
         inside = (ids >= 0) & (ids < self.num_embeddings)
         return torch.where(inside, ids, self.num_embeddings - 1)
+
+
+def _check_call_ids(table: nn.Module, args: tuple[Any, ...]) -> None:
+    """Forward pre-hook of every serving table: a call checks its ids like the methods do."""
+    assert isinstance(table, ServingTable)
+    table.check_ids(args[0])
 
 
 SERVING_FORMATS: Registry[type[ServingTable]] = Registry("serving format")
@@ -398,6 +419,7 @@ class CodebookTable(ServingTable):
 
     def codes(self, ids: torch.Tensor) -> torch.Tensor:
         """Stored codes of each id, (*ids.shape, max D); -1 pads tiers with fewer subspaces."""
+        self.check_ids(ids)
         flat = self.known(ids.reshape(-1))
         tier = self._tier(flat)
         stored = self._codes.index_select(0, flat).long().gather(1, self._code_groups[tier])
@@ -407,6 +429,7 @@ class CodebookTable(ServingTable):
 
     def tiers_of(self, ids: torch.Tensor) -> torch.Tensor:
         """Tier of each id (unknown ids: the OOV id's tier)."""
+        self.check_ids(ids)
         return self._tier(self.known(ids))
 
     def _tier(self, known_ids: torch.Tensor) -> torch.Tensor:

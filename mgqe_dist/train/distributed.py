@@ -32,7 +32,7 @@ from mgqe_dist.torchrec.sharding import gather_full_state, shard_model, sharding
 from mgqe_dist.torchrec.table import CollectionTable, local_key_map
 from mgqe_dist.train.data import NegativeSampler, PreparedData
 from mgqe_dist.train.factory import build_from_spec, model_spec
-from mgqe_dist.train.loop import TrainResult, print_epoch
+from mgqe_dist.train.loop import TrainResult, epoch_progress, print_epoch
 from mgqe_dist.train.objectives import epoch_samples
 from mgqe_dist.train.record import finish_run
 from mgqe_dist.train.tasks import evaluate_pairs
@@ -183,6 +183,8 @@ class ShardedRun:
             # Loss sums restored from a mid-epoch checkpoint are global: rank 0 carries them.
             sums = torch.tensor(progress.loss_sums if self.rank == 0 else [0.0, 0.0]).double()
             self.model.train()
+            resumed = sum(len(batch) for batch in batches[: progress.step])
+            bar = epoch_progress(len(samples[0]), epoch, cfg, self.rank == 0, resumed)
             for step in range(progress.step, len(batches)):
                 batch = batches[step]
                 mine = batch[self.rank :: self.world]
@@ -195,11 +197,12 @@ class ShardedRun:
                     len(batch),
                     self.world,
                 )
-                self._report_step(epoch, step + 1, len(batches), started)
+                bar.advance(len(batch), status=f"{self.world} workers")
                 every = self.job.trainer.checkpoint_every_steps
                 if every and (step + 1) % every == 0 and step + 1 < len(batches):
                     progress.step, progress.loss_sums = step + 1, self._global(sums)
                     save(progress, self.best_state, self.model, self.optimizer)
+            bar.close()
             task, aux = (s / len(batches) for s in self._global(sums))
             metrics, state = self._validate()
             record = {"epoch": epoch, "loss": task, "aux_loss": aux, **metrics}
@@ -269,17 +272,6 @@ class ShardedRun:
             print_epoch(record, cfg.epochs, best=progress.best_epoch == record["epoch"])
             if stop:
                 print(f"no better {self._select_by} for {patience} epochs: stopping", flush=True)
-
-    def _report_step(self, epoch: int, step: int, steps: int, started: float) -> None:
-        updates = self.job.train.progress_updates
-        if self.rank != 0 or not updates or step % max(1, steps // updates) or step == steps:
-            return
-        rate = step * self.job.train.batch_size / (time.time() - started)
-        print(
-            f"  epoch {epoch}/{self.job.train.epochs} step {step}/{steps} "
-            f"({rate / 1000:.1f}k samples/s over {self.world} workers)",
-            flush=True,
-        )
 
     def _global(self, sums: torch.Tensor) -> list[float]:
         total = sums.clone()

@@ -1,4 +1,4 @@
-"""The local training loop: any objective (see objectives.py), Adam, progress.
+"""The local training loop: any objective (see objectives.py), Adam, progress (progress.py).
 
 After every epoch the model is validated; the best-validation weights are kept and restored
 at the end (model selection on validation), and training stops early once validation has not
@@ -18,6 +18,7 @@ from torch import nn
 
 from mgqe_dist.config import TrainConfig
 from mgqe_dist.embeddings import EmbeddingModule
+from mgqe_dist.progress import Mode, Progress
 from mgqe_dist.size import embedding_modules
 from mgqe_dist.train.objectives import Objective, Samples
 
@@ -132,11 +133,10 @@ def _run_epoch(
     Samples stay on the CPU (negative sampling happens there); each batch moves to the model.
     """
     device = next(model.parameters()).device
-    report_every = max(1, len(batches) // cfg.progress_updates) if cfg.progress_updates else 0
     curve_every = -(-len(batches) // LOSS_CURVE_POINTS)  # ceil: at most that many points
-    started = time.time()
     task_sum = aux_sum = window_sum = 0.0
     curve: list[list[float]] = []
+    progress = epoch_progress(len(samples[0]), epoch, cfg)
     for step, batch in enumerate(batches, start=1):
         task, aux = train_step(
             model, optimizer, objective, tables, tuple(t[batch].to(device) for t in samples)
@@ -149,19 +149,26 @@ def _run_epoch(
             window = step - (int(curve[-1][0]) if curve else 0)
             curve.append([step, round(window_sum / window, 6)])
             window_sum = 0.0
-        if report_every and step % report_every == 0 and step < len(batches):
-            rate = step * cfg.batch_size / (time.time() - started)
-            print(
-                f"  epoch {epoch}/{cfg.epochs} step {step}/{len(batches)} "
-                f"loss {task_sum / step:.4f} ({rate / 1000:.1f}k samples/s)",
-                flush=True,
-            )
+        progress.advance(len(batch), status=f"loss {task_sum / step:.4f}")
+    progress.close()
     return {
         "loss": task_sum / len(batches),
         "aux_loss": aux_sum / len(batches),
         "steps": len(batches),
         "loss_curve": curve,
     }
+
+
+def epoch_progress(
+    samples: int, epoch: int, cfg: TrainConfig, show: bool = True, initial: int = 0
+) -> Progress:
+    """One epoch's progress over its samples (`initial` of them trained before a resume): a bar
+    on a terminal, else `cfg.progress_updates` lines; neither when that is 0 or not `show`."""
+    mode: Mode = "auto" if cfg.progress_updates and show else "off"
+    label = f"epoch {epoch}/{cfg.epochs}"
+    return Progress(
+        samples, label, "samples", lines=cfg.progress_updates, initial=initial, mode=mode
+    )
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:

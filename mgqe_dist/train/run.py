@@ -37,7 +37,7 @@ def train_job(job: JobConfig, resume: bool = False) -> dict[str, Any]:
     started = time.time()
     data = load_job_data(job)
     torch.manual_seed(job.seed)
-    device = _device(job.train.device)
+    device = resolve_device(job.train.device)
     spec = model_spec(job.model, job.embedding, data)
     model = build_from_spec(spec).to(device)
     print(
@@ -61,7 +61,7 @@ def train_job(job: JobConfig, resume: bool = False) -> dict[str, Any]:
     return finish_run(job, data, spec, model, task.evaluate, result, started, extra)
 
 
-def _device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
     """Resolve train.device; asking for CUDA without a GPU is an error, not a silent fallback."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -89,6 +89,7 @@ def _rank(
         num_candidates=data.num_known_items,
         k=cfg.k,
         user_batch_size=cfg.user_batch_size,
+        label=f"evaluating {split}",
     )
     return {**result.as_dict(), "evaluated_users": result.users}
 

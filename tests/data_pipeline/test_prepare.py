@@ -589,6 +589,37 @@ def test_csv_timestamp_that_is_not_an_integer_names_the_csv_and_line(tmp_path: P
         prepare(_cfg(tmp_path, csv), seed=0)
 
 
+def test_bad_rows_of_a_csv_name_the_csv_and_its_lines(tmp_path: Path) -> None:
+    # The CSV is converted to a temporary Parquet file first; messages name the user's file.
+    csv = tmp_path / "log.csv"
+    csv.write_text("user_id,item_id,timestamp\n1,2,3\n,3,4\n1,-5,5\n1,6,6\n1,-7,7\n")
+    with pytest.raises(ValidationError) as error:
+        prepare(_cfg(tmp_path, csv), seed=0)
+    message = str(error.value)
+    assert f"{csv}: column 'user_id': 1 null value(s), first at line(s) 3 (None)" in message
+    assert f"{csv}: column 'item_id': 2 negative value(s), first at line(s) 4 (-5), 6 (-7)" in (
+        message
+    )
+    assert "partial" not in message and "interactions.parquet" not in message
+
+
+def test_quarantined_rows_of_a_csv_name_the_csv(tmp_path: Path) -> None:
+    csv = tmp_path / "log.tsv"
+    rows = [f"{u}\t{i}\t{i}" for u in (1, 2) for i in range(1, 5)]
+    csv.write_text("user_id\titem_id\ttimestamp\n" + "\n".join([*rows, "1\t-9\t9"]) + "\n")
+    out = prepare(_cfg(tmp_path, csv, "drop"), seed=0)
+    quarantine = pq.read_table(out / "quarantine.parquet")
+    assert quarantine["source_file"].to_pylist() == [str(csv)]
+    assert quarantine["source_row"].to_pylist() == [8]  # the ninth row, on line 10
+
+
+def test_a_csv_with_a_wrongly_typed_id_column_names_the_csv(tmp_path: Path) -> None:
+    csv = tmp_path / "log.csv"
+    csv.write_text("user_id,item_id,timestamp\n1,2.5,3\n")
+    with pytest.raises(ValidationError, match=rf"^{csv}: column 'item_id' has type double"):
+        prepare(_cfg(tmp_path, csv), seed=0)
+
+
 def test_a_bad_row_of_a_held_out_pair_is_dropped_as_bad_not_as_duplicate(tmp_path: Path) -> None:
     table = pa.table(
         {

@@ -17,6 +17,7 @@ from mgqe_dist.cli import main
 from mgqe_dist.config import EmbeddingConfig, load_job
 from mgqe_dist.models import Recommender, model_options
 from mgqe_dist.serve import ArtifactError, ServedModel, export_model, load_artifact
+from mgqe_dist.serve.tables import CodebookTable
 from mgqe_dist.train.data import load_prepared
 from mgqe_dist.train.factory import build_from_spec, table_spec
 from tests.conftest import TINY_JOB, Payload, write_job
@@ -315,6 +316,21 @@ def test_model_ids_no_raw_id_maps_to_are_refused(mgqe_artifact: Path) -> None:
     with pytest.raises(TypeError, match="table 'items': model ids must be an integer tensor"):
         items(torch.tensor([0.5]))
     assert items(torch.tensor([n - 1])).shape == (1, 16)  # the OOV id itself is served
+
+
+def test_codes_and_tiers_of_refuse_the_ids_a_lookup_refuses(mgqe_artifact: Path) -> None:
+    items = load_artifact(mgqe_artifact).table("items")
+    assert isinstance(items, CodebookTable)
+    n = items.num_embeddings
+    for lookup in (items.codes, items.tiers_of):
+        with pytest.raises(ValueError, match=rf"table 'items': model id {n} is outside \[0, {n}\)"):
+            lookup(torch.tensor([0, n]))
+        with pytest.raises(ValueError, match="table 'items': model id -1 is outside"):
+            lookup(torch.tensor([[-1]]))
+        with pytest.raises(TypeError, match="table 'items': model ids must be an integer tensor"):
+            lookup(torch.tensor([0.5]))
+    oov = torch.tensor([n - 1])  # the OOV id itself has codes and a tier
+    assert items.codes(oov).shape[0] == 1 and int(items.tiers_of(oov)[0]) == len(items.tiers) - 1
 
 
 def test_export_of_a_run_half_written_over_another_exits_2(

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from mgqe_dist.config import TrainConfig
@@ -63,3 +64,42 @@ def test_loss_curve_windows_cover_the_epoch_and_average_to_its_loss() -> None:
         widths = torch.diff(torch.tensor([0, *steps])).double()
         means = torch.tensor([loss for _, loss in record["loss_curve"]]).double()
         assert abs(float((widths * means).sum() / widths.sum()) - record["loss"]) < 1e-4
+
+
+def test_progress_lines_per_epoch_when_output_is_not_a_terminal(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    cfg = TrainConfig(epochs=2, batch_size=8, progress_updates=2)
+    train_epochs(_model(), LOSS, cfg, 0, lambda: {"v": 0.5}, select_by="v")
+    out = capsys.readouterr().out
+    assert "\r" not in out
+    lines = out.splitlines()
+    # 20 positives x (1 + 4 negatives) = 100 samples an epoch, in batches of 8.
+    progress = [line for line in lines if line.startswith("  epoch 1/2: ")]
+    assert [line.split(",")[0] for line in progress] == [
+        "  epoch 1/2: 40/100 samples (40%)",
+        "  epoch 1/2: 72/100 samples (72%)",
+    ]
+    assert all(", loss " in line and "samples/s" in line for line in progress)
+    assert [line.split(" loss")[0] for line in lines if not line.startswith("  ")] == [
+        "epoch 1/2",
+        "epoch 2/2",
+    ]
+
+
+def test_progress_bar_on_a_terminal(
+    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mgqe_dist.progress.is_terminal", lambda file: True)
+    cfg = TrainConfig(epochs=1, batch_size=8, progress_updates=2)
+    train_epochs(_model(), LOSS, cfg, 0, lambda: {"v": 0.5}, select_by="v")
+    out = capsys.readouterr().out
+    assert "\repoch 1/1:" in out and "samples/s" in out  # drawn in place
+    assert "  epoch 1/1: " not in out  # no plain progress lines
+    assert out.splitlines()[-1].startswith("epoch 1/1 loss ")  # the summary stays
+
+
+def test_no_progress_with_zero_updates(capsys: pytest.CaptureFixture) -> None:
+    cfg = TrainConfig(epochs=1, batch_size=8, progress_updates=0)
+    train_epochs(_model(), LOSS, cfg, 0, lambda: {"v": 0.5}, select_by="v")
+    assert capsys.readouterr().out.splitlines()[0].startswith("epoch 1/1 loss ")
