@@ -107,7 +107,7 @@ def run_cells(cells: list[Cell], jobs: int, threads: int) -> list[Cell]:
     """Train the unfinished cells, `jobs` at a time with `threads` torch threads each; returns
     the cells that failed."""
     todo = [c for c in cells if c.finished() is None]
-    create_experiments(c.job for c in todo)  # before the children, which would race for it
+    create_experiments(c.job for c in todo)  # an unusable store fails before any cell starts
     print(f"grid: {len(cells)} cells, {len(cells) - len(todo)} finished, {len(todo)} to run")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     running: dict[subprocess.Popen[bytes], tuple[Cell, float]] = {}

@@ -13,6 +13,7 @@ series `epoch/<key>` (step = epoch), final ones keep their metrics.json names.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -151,8 +152,8 @@ def open_tracking(cfg: TrackingConfig, run: RunInfo) -> RunTracking:
 
 
 def create_experiments(jobs: Iterable[JobConfig]) -> None:
-    """Create the MLflow store and experiment of every job that tracks to MLflow, so that runs
-    started in parallel (a report's cells) find both instead of racing to create them."""
+    """Create the MLflow store and experiment of every job that tracks to MLflow: a report
+    calls it before starting any cell, so that an unusable store fails the report at once."""
     seen = set()
     for job in jobs:
         if "mlflow" not in job.tracking.backends:
@@ -160,7 +161,7 @@ def create_experiments(jobs: Iterable[JobConfig]) -> None:
         uri, experiment = mlflow_uri(job.tracking), job.tracking.experiment or job.name
         if (uri, experiment) not in seen:
             try:
-                _experiment_id(_client(uri), uri, experiment)
+                _open_store(uri, experiment)
             except Exception as exc:
                 raise TrackingError(_unusable("mlflow", _StoreError(uri, exc))) from exc
             seen.add((uri, experiment))
@@ -181,8 +182,7 @@ class MlflowTracker:
         self.uri = mlflow_uri(cfg)
         tags = {**run.tags, "mlflow.source.name": "mgqe-dist train"}
         try:
-            self.client = _client(self.uri)
-            experiment_id = _experiment_id(self.client, self.uri, run.experiment)
+            self.client, experiment_id = _open_store(self.uri, run.experiment)
             created = self.client.create_run(experiment_id, run_name=run.run_name, tags=tags)
         except Exception as exc:
             raise _StoreError(self.uri, exc) from exc
@@ -309,31 +309,42 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _client(uri: str) -> MlflowClient:
-    """A client of the store at `uri`; a local SQLite store's directory is created."""
+def _open_store(uri: str, experiment: str) -> tuple[MlflowClient, str]:
+    """A client of the store at `uri` and the id of `experiment`, created if new. A local
+    SQLite store is opened under a file lock beside it (its directory created): MLflow creates
+    its tables on first use, and runs that start together (the demo's two, a report's cells)
+    would race to create them; its experiments keep their artifacts beside the database (MLflow
+    would put them in ./mlruns of the working directory)."""
     for noisy in ("mlflow.store.db.utils", "alembic"):  # schema set-up at INFO level
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from mlflow.tracking import MlflowClient
 
     path = _sqlite_path(uri)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(uri)
+    if path is None:
+        client = MlflowClient(uri)
+        return client, _experiment_id(client, experiment, None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path.with_name(path.name + ".lock")):
+        client = MlflowClient(uri)
+        return client, _experiment_id(client, experiment, (path.parent / "artifacts").as_uri())
 
 
-def _experiment_id(client: MlflowClient, uri: str, name: str) -> str:
-    """The experiment called `name`, created if new: with a local SQLite store its artifacts
-    go beside the database (MLflow would put them in ./mlruns of the working directory)."""
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def _experiment_id(client: MlflowClient, name: str, artifact_location: str | None) -> str:
     from mlflow.exceptions import MlflowException
 
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return str(experiment.experiment_id)
-    path = _sqlite_path(uri)
-    location = (path.parent / "artifacts").as_uri() if path is not None else None
     try:
-        return str(client.create_experiment(name, artifact_location=location))
-    except MlflowException:  # created meanwhile by a run in another process
+        return str(client.create_experiment(name, artifact_location=artifact_location))
+    except MlflowException:  # a tracking server's: created meanwhile by another run
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             raise

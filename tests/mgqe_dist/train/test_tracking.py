@@ -126,3 +126,28 @@ def test_logging_failure_mid_run_keeps_the_run(
 def test_every_configurable_backend_has_a_tracker() -> None:
     entry = typing.get_args(typing.get_type_hints(TrackingConfig)["backends"])[0]
     assert set(TRACKERS) == set(typing.get_args(entry))
+
+
+def test_runs_starting_together_share_a_fresh_store(tmp_path: Path) -> None:
+    """Two processes open the same new SQLite store at once (as the demo's two runs do): MLflow
+    creates its tables on first use, which must happen once."""
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    code = (
+        "import sys\n"
+        "from mgqe_dist.config import JobConfig, TrackingConfig\n"
+        "from mgqe_dist.train.tracking import open_tracking, run_info\n"
+        f"tracking = TrackingConfig(backends=('mlflow',), uri={uri!r})\n"
+        f"job = JobConfig(name=sys.argv[1], output_dir={str(tmp_path)!r} + '/' + sys.argv[1],"
+        " tracking=tracking)\n"
+        "open_tracking(job.tracking, run_info(job)).close('FINISHED')\n"
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code, name], stderr=subprocess.PIPE, text=True)
+        for name in ("a", "b")
+    ]
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err[-2000:]
+    for name in ("a", "b"):
+        [run] = tracked_runs(uri, tmp_path / name, experiment=name)
+        assert run.info.status == "FINISHED"
