@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mgqe_dist.config import load_job
-from mgqe_dist.train.tracking import mlflow_uri
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
@@ -54,6 +53,8 @@ RAY_ENV_VARS = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
 def submit_job(job_path: str, overrides: Sequence[str], address: str, follow: bool = True) -> int:
     """Submit; with `follow`, stream the job's logs and return 0 if it succeeded, else 1."""
     from ray.job_submission import JobStatus
+
+    from mgqe_dist.train.tracking import mlflow_uri
 
     job = load_job(job_path, list(overrides))  # fail here, not on the cluster
     spec = Path(job_path).resolve()
