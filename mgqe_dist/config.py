@@ -208,6 +208,25 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Where `train` logs its run: params (the resolved job config), per-epoch metrics, final
+    metrics and model files (see train/tracking.py)."""
+
+    # Any of "mlflow" and "tensorboard"; [] tracks nothing. TensorBoard event files go to
+    # <output_dir>/tensorboard/.
+    backends: tuple[Literal["mlflow", "tensorboard"], ...] = ("mlflow", "tensorboard")
+    # MLflow tracking URI; "" takes the MLFLOW_TRACKING_URI environment variable, and without
+    # it the local store sqlite:///mlruns/mlflow.db (artifacts beside it in mlruns/artifacts/).
+    uri: str = ""
+    # MLflow experiment; "" = the job's name (a report's cells use the report's name).
+    experiment: str = ""
+
+    def __post_init__(self) -> None:
+        if len(set(self.backends)) < len(self.backends):
+            raise ConfigError(f"tracking.backends lists a backend twice: {list(self.backends)}")
+
+
+@dataclass(frozen=True)
 class JobConfig:
     """A whole job spec; `name`, `seed` and `output_dir` are top-level keys."""
 
@@ -220,6 +239,7 @@ class JobConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
         if self.seed < 0:  # numpy and the split hash take unsigned seeds

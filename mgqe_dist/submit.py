@@ -1,9 +1,10 @@
 """`mgqe-dist submit`: run `mgqe-dist train JOB` on a running Ray cluster through Ray Jobs.
 
 The current directory (the project checkout, without environments, data or outputs) is the
-job's working_dir. The job spec's data and output paths are passed as absolute paths, so the
-cluster reads and writes where this machine does: on a multi-node cluster they must be on
-storage every node mounts.
+job's working_dir. The job spec's data and output paths, and the MLflow store the run is
+tracked in (as resolved here), are passed as absolute paths, so the cluster reads and writes
+where this machine does: on a multi-node cluster they must be on storage every node mounts (or
+the store a tracking server).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ EXCLUDES = [
     "artifacts",
     "feature_repo",
     "reports",
+    "mlruns",
     "*.pyc",
 ]
 
@@ -52,16 +54,20 @@ def submit_job(job_path: str, overrides: Sequence[str], address: str, follow: bo
     """Submit; with `follow`, stream the job's logs and return 0 if it succeeded, else 1."""
     from ray.job_submission import JobStatus
 
+    from mgqe_dist.train.tracking import mlflow_uri
+
     job = load_job(job_path, list(overrides))  # fail here, not on the cluster
     spec = Path(job_path).resolve()
     if not spec.is_relative_to(Path.cwd()):
         raise ValueError(f"{job_path}: the job spec must be inside the working directory")
     args = ["python", "-m", "mgqe_dist.cli", "train", str(spec.relative_to(Path.cwd()))]
-    for item in [
-        *overrides,
+    paths = [
         f"data.prepared_dir={Path(job.data.prepared_dir).resolve()}",
         f"output_dir={Path(job.output_dir).resolve()}",
-    ]:
+    ]
+    if "mlflow" in job.tracking.backends:
+        paths.append(f"tracking.uri={mlflow_uri(job.tracking)}")
+    for item in [*overrides, *paths]:
         args += ["--set", item]
     client = _connect(address)
     deadline = time.time() + AGENT_WAIT_SECONDS

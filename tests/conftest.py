@@ -1,8 +1,10 @@
-"""Shared fixtures: a tiny generated log, its prepared dataset (real Ray), job specs, and a
-hostile pickle payload."""
+"""Shared fixtures: a tiny generated log, its prepared dataset (real Ray), job specs, a
+hostile pickle payload, and an MLflow store of the session's own (never ./mlruns)."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,20 @@ def write_job(root: Path, text: str = TINY_JOB) -> Path:
     path = root / "job.toml"
     path.write_text(text.format(root=root))
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Every run the tests train (in-process or in children, which inherit the environment) is
+    tracked in this session's MLflow store; the URI is yielded."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    yield uri
+    if before is None:
+        del os.environ["MLFLOW_TRACKING_URI"]
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -199,10 +199,13 @@ def _check(exp: Experiment, where: str) -> None:
 def job_for(exp: Experiment, study: Study, variant: str, seed: int) -> JobConfig:
     """The job of one grid cell: the study's spec with its overrides, the variant's, the seed
     and the cell's output directory (and a per-seed prepared directory for random splits,
-    whose rows depend on the seed)."""
+    whose rows depend on the seed); its tracked runs go to the experiment's name unless the
+    study's job names an experiment."""
     cell_dir = Path(exp.runs_dir) / exp.name / study.id / slug(variant) / f"seed{seed}"
     overrides = [*study.set, *exp.variants[variant], f"seed={seed}", f'output_dir="{cell_dir}"']
     job = load_job(study.job, overrides)
+    tracking = dataclasses.replace(job.tracking, experiment=job.tracking.experiment or exp.name)
+    job = dataclasses.replace(job, tracking=tracking)
     if job.data.split == "random":
         data = dataclasses.replace(job.data, prepared_dir=f"{job.data.prepared_dir}-seed{seed}")
         job = dataclasses.replace(job, data=data)

@@ -4,14 +4,16 @@ finished cell, under a bar of the whole grid when the output is a terminal.
 
 A cell is finished when its run directory holds one run's outputs (train/outputs.py) whose
 metrics.json records the cell's job config (read with today's defaults, so a config key added
-since, at its default, does not re-run the grid); a cell whose config changed since, or whose
-outputs were left half-written by an interrupted run, is run again. Each child's output goes
-to the cell's train.log, so a failure can be read there; a failed cell is reported and the
-rest go on.
+since, at its default, does not re-run the grid; tracking settings, which change no result, are
+not compared); a cell whose config changed since, or whose outputs were left half-written by an
+interrupted run, is run again. Each child's output goes to the cell's train.log, so a failure
+can be read there; a failed cell is reported and the rest go on. Every cell is a tracked run
+(train/tracking.py) in the experiment named after the report.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -21,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mgqe_dist.config import ConfigError, JobConfig, from_dict, to_dict
+from mgqe_dist.config import ConfigError, JobConfig, TrackingConfig, from_dict, to_dict
 from mgqe_dist.progress import Progress
 from mgqe_dist.report.experiment import Experiment, job_for
 from mgqe_dist.train.outputs import METRICS_FILE, RunOutputError, read_run_metrics
+from mgqe_dist.train.tracking import create_experiments
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class Cell:
             recorded = from_dict(metrics["config"], where=str(self.metrics_path))
         except (KeyError, TypeError, ConfigError):
             return None
-        return metrics if recorded == self.job else None
+        return metrics if _results_config(recorded) == _results_config(self.job) else None
 
 
 def grid_cells(exp: Experiment) -> list[Cell]:
@@ -108,6 +111,7 @@ def run_cells(cells: list[Cell], jobs: int, threads: int) -> list[Cell]:
     """Train the unfinished cells, `jobs` at a time with `threads` torch threads each; returns
     the cells that failed."""
     todo = [c for c in cells if c.finished() is None]
+    create_experiments(c.job for c in todo)  # an unusable store fails before any cell starts
     print(f"grid: {len(cells)} cells, {len(cells) - len(todo)} finished, {len(todo)} to run")
     print(estimate(cells, todo, jobs), flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -172,6 +176,11 @@ def _launch(cell: Cell, env: dict[str, str]) -> subprocess.Popen[bytes]:
     log = _log(cell).open("wb")
     command = [sys.executable, "-m", "mgqe_dist.report.run_cell", str(spec)]
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def _results_config(job: JobConfig) -> JobConfig:
+    """The config a cell's results depend on: all but where the run is tracked."""
+    return dataclasses.replace(job, tracking=TrackingConfig())
 
 
 def _log(cell: Cell) -> Path:

@@ -44,9 +44,11 @@ def train_epochs(
     validate: Callable[[], dict[str, float]],
     select_by: str | None,
     maximize: bool = True,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train, validate each epoch, keep the weights with the best `validate()[select_by]`
-    (highest if `maximize`, else lowest); select_by None keeps the last epoch's weights."""
+    (highest if `maximize`, else lowest); select_by None keeps the last epoch's weights.
+    `on_epoch` receives each epoch's record (run tracking)."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer(model, cfg.learning_rate)
     tables = embedding_modules(model)
@@ -65,6 +67,8 @@ def train_epochs(
         record["train_seconds"] = round(trained - started, 2)
         record["seconds"] = round(time.time() - started, 2)
         history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
         score = sign * record[select_by] if select_by else float(epoch)
         if score > best_score:
             best_score, best_epoch = score, epoch

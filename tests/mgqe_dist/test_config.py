@@ -142,3 +142,26 @@ def test_a_features_tiers_are_checked(tmp_path: Path) -> None:
     text = '[[data.features]]\ncolumn = "genre"\ntier_min_counts = [0]\n'
     with pytest.raises(ConfigError, match=r"data.features\['genre'\].tier_min_counts entries"):
         load_job(_job(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            'tracking.backends=["mlflow", "wandb"]',
+            r"tracking: backends\[1\] = 'wandb': must be one of \['mlflow', 'tensorboard'\]",
+        ),
+        ('tracking.backends=["mlflow", "mlflow"]', "tracking.backends lists a backend twice"),
+    ],
+)
+def test_unknown_tracking_backend_names_the_key_and_choices(
+    tmp_path: Path, override: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_job(_job(tmp_path, ""), [override])
+
+
+def test_tracking_defaults_to_mlflow_and_tensorboard(tmp_path: Path) -> None:
+    tracking = load_job(_job(tmp_path, "")).tracking
+    assert tracking.backends == ("mlflow", "tensorboard") and tracking.uri == ""
+    assert load_job(_job(tmp_path, "[tracking]\nbackends = []\n")).tracking.backends == ()

@@ -16,9 +16,10 @@ from mgqe_dist.report.grid import Cell
 from mgqe_dist.report.results import Summary, paper_value, summarize
 from mgqe_dist.train.outputs import write_run_outputs
 from tests.mgqe_dist.train.test_tasks import REGRESSION
+from tests.mgqe_dist.train.test_tracking import tracked_runs
 
 EXPERIMENT = """
-name = "tiny"
+name = "tiny-grid"
 seeds = [0, 1]
 runs_dir = "{root}/runs"
 reports_dir = "{root}/reports"
@@ -66,10 +67,12 @@ def _write(root: Path, rows: str = '", "'.join(["FE", "SQ", "MGQE"])) -> Path:
     return spec
 
 
-def test_report_runs_grid_then_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_report_runs_grid_then_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture, mlflow_store: str
+) -> None:
     spec = _write(tmp_path)
     assert main(["report", str(spec)]) == 0
-    out = tmp_path / "reports" / "tiny"
+    out = tmp_path / "reports" / "tiny-grid"
     results = json.loads((out / "results.json").read_text())
     assert len(results["runs"]) == 7 and not results["missing"]  # 3 x 2 seeds + FE d=8
     report = (out / "README.md").read_text()
@@ -78,6 +81,9 @@ def test_report_runs_grid_then_resumes(tmp_path: Path, capsys: pytest.CaptureFix
     assert "GENERATED DATA" in report and "GENERATED stand-in genres" in report
     for figure in ("fig6_size_ratings.png", "fig7_loss.png", "fig8_codes.png"):
         assert (out / figure).stat().st_size > 1000
+    cells = {Path(r["config"]["output_dir"]) for r in results["runs"]}
+    runs = [r for cell in cells for r in tracked_runs(mlflow_store, cell, experiment="tiny-grid")]
+    assert len(runs) == 7 and {r.info.status for r in runs} == {"FINISHED"}
     capsys.readouterr()
     assert main(["report", str(spec)]) == 0
     assert "7 finished, 0 to run" in capsys.readouterr().out
@@ -110,6 +116,14 @@ def test_finished_reads_the_recorded_config_with_todays_defaults(tmp_path: Path)
     assert cell.finished() is None
     record({**to_dict(cell.job), "retired_key": 1})
     assert cell.finished() is None
+
+
+def test_tracking_settings_do_not_rerun_a_cell(tmp_path: Path) -> None:
+    cell = Cell("ratings", "FE", 0, JobConfig(name="fe", output_dir=str(tmp_path)))
+    config = to_dict(cell.job)
+    config["tracking"] = {"backends": [], "uri": "sqlite:///elsewhere.db", "experiment": "x"}
+    write_run_outputs(tmp_path, {}, {}, {"config": config, "rmse": 1.0})
+    assert cell.finished() is not None
 
 
 def test_half_written_run_is_not_finished(tmp_path: Path) -> None:

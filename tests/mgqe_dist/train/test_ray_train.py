@@ -13,8 +13,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+from mlflow.tracking import MlflowClient
 
 from tests.conftest import TINY_JOB
+from tests.mgqe_dist.train.test_tracking import tracked_runs
 
 # Epochs long enough to kill a worker mid-run; a checkpoint every 10 steps (about 3 per epoch).
 SETTINGS = [
@@ -94,12 +96,17 @@ def _assert_same_run(resumed: dict, reference: dict) -> None:
     assert resumed["ndcg@10"] == pytest.approx(reference["ndcg@10"], abs=1e-4)
 
 
-def test_two_workers_shard_tables_and_record_it(uninterrupted: dict) -> None:
+def test_two_workers_shard_tables_and_record_it(uninterrupted: dict, mlflow_store: str) -> None:
     trainer = uninterrupted["trainer"]
     assert trainer["num_workers"] == 2 and trainer["backend"] == "gloo"
     assert set(trainer["sharding_plan"]) == {"users_table", "items_table"}
     assert trainer["resumed_from"] is None
     assert len(uninterrupted["history"]) == 2
+    # Tracked once, by the `train` process, with rank 0's epochs and files.
+    [run] = tracked_runs(mlflow_store, Path(uninterrupted["config"]["output_dir"]))
+    history = MlflowClient(mlflow_store).get_metric_history(run.info.run_id, "epoch/loss")
+    assert [m.value for m in history] == [r["loss"] for r in uninterrupted["history"]]
+    assert run.info.status == "FINISHED" and run.data.params["trainer.num_workers"] == "2"
 
 
 def test_killed_worker_resumes_from_checkpoint(
