@@ -143,6 +143,24 @@ def test_bad_override_fails_before_training(tmp_path: Path) -> None:
         load_experiment(spec)
 
 
+def test_unknown_key_in_a_section_is_refused(tmp_path: Path) -> None:
+    spec = _write(tmp_path, rows="FE")
+    spec.write_text(spec.read_text().replace("[loss_figure]", '[loss_figure]\nstudy = "ratings"'))
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'study' in \[loss_figure\]"):
+        load_experiment(spec)
+
+
+def test_committed_run_counts_as_finished_only_with_the_cells_config(tmp_path: Path) -> None:
+    job = JobConfig(name="fe", output_dir=str(tmp_path / "absent"))
+    run = {"study": "ratings", "variant": "FE", "seed": 0, "config": to_dict(job), "rmse": 1.0}
+    cell = Cell("ratings", "FE", 0, job, committed=run)
+    assert cell.run_dir_metrics() is None
+    assert (cell.finished() or {}).get("rmse") == 1.0
+    changed = to_dict(job)
+    changed["train"]["epochs"] += 1
+    assert Cell("ratings", "FE", 0, job, committed={**run, "config": changed}).finished() is None
+
+
 def test_code_similarity_counts_agreeing_positions() -> None:
     codes = torch.tensor([[1, 2], [1, 2], [1, 3], [4, 5]])
     genre_of = np.array([0, 0, 1, 1])
