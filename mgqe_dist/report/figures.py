@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from mgqe_dist.report.experiment import Experiment
 from mgqe_dist.report.series import loss_curve_mean, size_points
@@ -39,8 +40,8 @@ def size_figure(
     """Fig. 6: a panel per size study (titles: study -> panel title), metric against size over
     the figure's seeds, error bars one standard error where two or more seeds finished."""
     panels = list(exp.size_studies)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4), squeeze=False)
-    for ax, study in zip(axes[0], panels, strict=True):
+    fig, axes = _grid(len(panels))
+    for ax, study in zip(axes, panels, strict=True):
         metric = exp.study(study).metrics[0]
         scale = 100.0 if metric.startswith(("hr@", "ndcg@")) else 1.0
         for series in exp.size_series:
@@ -52,12 +53,14 @@ def size_figure(
             errors = [scale * value.se if value.n > 1 else 0.0 for _, value in points]
             ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=series.label)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("model size (% of FE at d=64, log scale)")
         ax.set_ylabel(f"test {metric_label(metric)}")
         ax.set_title(_panel(titles, study), fontsize=9)
         ax.grid(True, alpha=0.3)
-        if ax.has_data():
-            ax.legend(fontsize=8)
+        _legend_or_note(ax)
     fig.suptitle(f"Fig. 6: performance vs model size (seeds {list(exp.size_seeds)})")
     return _save(fig, path)
 
@@ -69,8 +72,8 @@ def loss_figure(
     thick one, task loss (the loss of the window of steps ending at each point) per global
     step."""
     panels = list(exp.loss_studies)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4), squeeze=False)
-    for ax, study in zip(axes[0], panels, strict=True):
+    fig, axes = _grid(len(panels))
+    for ax, study in zip(axes, panels, strict=True):
         for index, variant in enumerate(exp.loss_variants):
             loss = loss_curve_mean(results, study, variant)
             for points in loss.per_seed.values():
@@ -83,8 +86,7 @@ def loss_figure(
         ax.set_ylabel("training loss (task loss)")
         ax.set_title(_panel(titles, study), fontsize=9)
         ax.grid(True, alpha=0.3)
-        if ax.has_data():
-            ax.legend(fontsize=8)
+        _legend_or_note(ax)
     fig.suptitle(f"Fig. 7: training loss, {' vs '.join(exp.loss_variants)}")
     return _save(fig, path)
 
@@ -112,6 +114,21 @@ def code_figure(
         fig.colorbar(image, ax=ax, fraction=0.046)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
+
+
+def _legend_or_note(ax: Any) -> None:
+    """The panel's legend, or a note that none of its runs has finished yet."""
+    if ax.has_data():
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no finished runs yet", ha="center", va="center", transform=ax.transAxes)
+
+
+def _grid(panels: int) -> tuple[Any, list[Any]]:
+    """A figure of `panels` panels: in one row, or 2 x 2 for four (as wide as three)."""
+    rows, cols = (2, 2) if panels == 4 else (1, panels)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 4 * rows), squeeze=False)
+    return fig, list(axes.flat)
 
 
 def _panel(titles: Mapping[str, str], study: str) -> str:

@@ -70,7 +70,7 @@ def test_table_shows_percent_with_standard_error_beside_the_paper(tmp_path: Path
     assert "| FE | 7.80 ± 0.06 | 7.79 | 24.8 | 100.0 |" in text
     assert "| MGQE | 8.10 ± 0.10 (n=2) | 8.03 | 24.8 | — |" in text
     assert "Cells done: **5 of 12**" in text
-    assert "`ml-1m/ml-1m.txt` (sasrec), 999,611 rows, leave-last-two-out" in text
+    assert "`ml-1m/ml-1m.txt` (sasrec format), 999,611 rows, leave-last-two-out" in text
     assert "GENERATED" not in text
 
 
