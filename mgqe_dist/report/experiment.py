@@ -9,6 +9,7 @@ validated when the spec is read, so a typo fails before any training starts.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,20 +96,94 @@ class Experiment:
         """The study with this id."""
         return {s.id: s for s in self.studies}[study_id]
 
+    @property
+    def report_dir(self) -> Path:
+        """Where the report is written (README.md, results.json, figures)."""
+        return Path(self.reports_dir) / self.name
+
+
+def committed_results(exp: Experiment) -> dict[str, Any]:
+    """The experiment's results.json as last written (committed with the report), or {} when
+    it is missing, unreadable or another experiment's."""
+    try:
+        results = json.loads((exp.report_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(results, dict) or results.get("experiment") != exp.name:
+        return {}
+    return results
+
 
 def load_experiment(path: str | Path, quick: bool = False) -> Experiment:
     """Read and validate an experiment spec; `quick` applies its [quick] section (a small grid
     for CI: fewer seeds, and per-study overrides such as one epoch on a small dataset)."""
     path = Path(path)
     raw = read_toml(path, "experiment spec")
-    quick_raw = raw.pop("quick", {})
     where = str(path)
+    _check_keys(raw, where)
+    quick_raw = raw.pop("quick", {})
     try:
         experiment = _parse(raw, quick_raw if quick else None)
     except (KeyError, TypeError) as exc:
         raise ConfigError(f"{where}: missing or malformed entry: {exc}") from exc
     _check(experiment, where)
     return experiment
+
+
+# The keys each section of a spec may hold; anything else is a ConfigError naming it (a stale
+# or misspelt key would otherwise be ignored silently, e.g. `study` in [loss_figure]).
+TOP_KEYS = {
+    "name",
+    "seeds",
+    "runs_dir",
+    "reports_dir",
+    "paper_results",
+    "note",
+    "variants",
+    "studies",
+    "tables",
+    "size_figure",
+    "loss_figure",
+    "code_figure",
+    "quick",
+}
+SECTION_KEYS = {
+    "studies": {"id", "title", "job", "metrics", "lower_is_better", "set", "synth"},
+    "tables": {"id", "title", "rows", "columns", "paper_rows", "note"},
+    "tables.columns": {"study", "metric", "paper"},
+    "size_figure": {"studies", "seeds", "series"},
+    "size_figure.series": {"label", "variants"},
+    "loss_figure": {"studies", "variants"},
+    "code_figure": {"study", "variants", "genres", "movies_per_genre"},
+    "quick": {"name", "seeds", "size_seeds", "size_studies", "set", "synth"},
+}
+
+
+def _check_keys(raw: dict[str, Any], where: str) -> None:
+    """Refuse keys a section does not define, naming the section and the allowed keys."""
+
+    def refuse(section: str, entry: Any, allowed: set[str]) -> None:
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: [{section}] must be a table, got {entry!r}")
+        unknown = sorted(set(entry) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(map(repr, unknown))} in [{section}]; "
+                f"allowed: {', '.join(sorted(allowed))}"
+            )
+
+    refuse("top level", raw, TOP_KEYS)
+    for section in ("size_figure", "loss_figure", "code_figure", "quick"):
+        if section in raw:
+            refuse(section, raw[section], SECTION_KEYS[section])
+    for entry in raw.get("studies", []):
+        refuse("studies", entry, SECTION_KEYS["studies"])
+    for entry in raw.get("tables", []):
+        refuse("tables", entry, SECTION_KEYS["tables"])
+        for column in entry.get("columns", []):
+            refuse("tables.columns", column, SECTION_KEYS["tables.columns"])
+    for series in raw.get("size_figure", {}).get("series", []):
+        refuse("size_figure.series", series, SECTION_KEYS["size_figure.series"])
 
 
 def _parse(raw: dict[str, Any], quick: dict[str, Any] | None) -> Experiment:

@@ -1,14 +1,16 @@
-"""The report's figures (PNG, matplotlib without a display):
+"""The report's figures (PNG, matplotlib without a display), laid out as the paper's:
 
-- size: test metric against model size for each method at several sizes (paper Fig. 6);
-- loss: training loss per epoch, FE against MGQE (paper Fig. 7);
-- codes: how often two items' codes agree, averaged within and between genres, for SQ and
-  MGQE item tables (paper Fig. 8).
+- Fig. 6: test metric against model size, one panel per study, a line per method whose size
+  varies (FE: d, SQ: bits, DPQ/MGQE: D);
+- Fig. 7: training loss against the global step, FE against MGQE, one panel per study;
+- Fig. 8: heat maps of the mean number of code positions two items share, set A's genres as
+  rows against set B's as columns, one per variant (SQ, MGQE).
 """
 
 from __future__ import annotations
 
-import math
+import textwrap
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,94 +20,121 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from mgqe_dist.report.experiment import Experiment
-from mgqe_dist.report.results import runs_of, summarize
+from mgqe_dist.report.series import loss_curve_mean, size_points
+
+METRIC_NAMES = {"hr@10": "HR@10", "ndcg@10": "NDCG@10", "rmse": "RMSE"}
 
 
-def size_figure(exp: Experiment, results: dict[str, Any], study: str, path: Path) -> Path:
-    """Metric against size (% of the FE model's bits) for each series of variants, over the
-    figure's seeds only (the table variants among them have more)."""
-    metric = exp.study(study).metrics[0]
-    full = summarize(results, study, "FE", "model_size_bits", exp.size_seeds).mean
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for series in exp.size_series:
-        points = []
-        for variant in series.variants:
-            value = summarize(results, study, variant, metric, exp.size_seeds)
-            size = summarize(results, study, variant, "model_size_bits", exp.size_seeds)
-            if value.n and size.n and not math.isnan(full):
-                points.append((100 * size.mean / full, value.mean))
-        if points:
-            xs, ys = zip(*sorted(points), strict=True)
-            ax.plot(xs, ys, marker="o", label=series.label)
-    ax.set_xscale("log")
-    ax.set_xlabel("model size (% of FE, d=64; log scale)")
-    ax.set_ylabel(f"test {metric}")
-    ax.set_title(f"{exp.study(study).title}: {metric} vs size")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    return _save(fig, path)
+def metric_label(metric: str) -> str:
+    """A metric's name as the paper writes it, with its unit."""
+    name = METRIC_NAMES.get(metric, metric)
+    return f"{name} (%)" if metric.startswith(("hr@", "ndcg@")) else name
 
 
-def loss_figure(exp: Experiment, results: dict[str, Any], path: Path) -> Path:
-    """Training loss per epoch of each variant in loss_variants: one line per seed."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    study = exp.loss_studies[0]
-    for index, variant in enumerate(exp.loss_variants):
-        for run in runs_of(results, study, variant):
-            epochs = [h["epoch"] for h in run["history"]]
-            losses = [h["loss"] for h in run["history"]]
-            label = variant if run["seed"] == exp.seeds[0] else None
-            ax.plot(epochs, losses, color=f"C{index}", marker=".", alpha=0.8, label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss (task loss, per batch mean)")
-    ax.set_title(f"{exp.study(study).title}: training loss")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    return _save(fig, path)
-
-
-def code_similarity(
-    codes: torch.Tensor, genre_of: np.ndarray, genres: tuple[str, ...]
-) -> np.ndarray:
-    """(G, G) mean share of code positions on which an item of genre a and a different item
-    of genre b agree; genre_of[i] indexes `genres` (-1: the item is left out)."""
-    groups = [torch.from_numpy(np.flatnonzero(genre_of == g)) for g in range(len(genres))]
-    similarity = np.full((len(genres), len(genres)), np.nan)
-    for a, rows_a in enumerate(groups):
-        for b, rows_b in enumerate(groups):
-            if not len(rows_a) or not len(rows_b):
+def size_figure(
+    exp: Experiment, results: Mapping[str, Any], titles: Mapping[str, str], path: Path
+) -> Path:
+    """Fig. 6: a panel per size study (titles: study -> panel title), metric against size over
+    the figure's seeds, error bars one standard error where two or more seeds finished."""
+    panels = list(exp.size_studies)
+    fig, axes = _grid(len(panels))
+    for ax, study in zip(axes, panels, strict=True):
+        metric = exp.study(study).metrics[0]
+        scale = 100.0 if metric.startswith(("hr@", "ndcg@")) else 1.0
+        for series in exp.size_series:
+            points = size_points(exp, results, study, series.variants)
+            if not points:
                 continue
-            agree = torch.zeros(len(rows_a), len(rows_b))
-            for position in range(codes.shape[1]):
-                column = codes[:, position]
-                agree += (column[rows_a, None] == column[None, rows_b]).float()
-            agree /= codes.shape[1]
-            pairs = len(rows_a) * len(rows_b)
-            if a == b:  # an item always agrees with itself: leave those pairs out
-                agree.fill_diagonal_(0)
-                pairs -= len(rows_a)
-            similarity[a, b] = float(agree.sum()) / max(pairs, 1)
-    return similarity
+            xs = [size for size, _ in points]
+            ys = [scale * value.mean for _, value in points]
+            errors = [scale * value.se if value.n > 1 else 0.0 for _, value in points]
+            ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=series.label)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("model size (% of FE at d=64, log scale)")
+        ax.set_ylabel(f"test {metric_label(metric)}")
+        ax.set_title(_panel(titles, study), fontsize=9)
+        ax.grid(True, alpha=0.3)
+        _legend_or_note(ax)
+    fig.suptitle(f"Fig. 6: performance vs model size (seeds {list(exp.size_seeds)})")
+    return _save(fig, path)
+
+
+def loss_figure(
+    exp: Experiment, results: Mapping[str, Any], titles: Mapping[str, str], path: Path
+) -> Path:
+    """Fig. 7: a panel per loss study; each variant's seeds as thin lines and their mean as a
+    thick one, task loss (the loss of the window of steps ending at each point) per global
+    step."""
+    panels = list(exp.loss_studies)
+    fig, axes = _grid(len(panels))
+    for ax, study in zip(axes, panels, strict=True):
+        for index, variant in enumerate(exp.loss_variants):
+            loss = loss_curve_mean(results, study, variant)
+            for points in loss.per_seed.values():
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, color=f"C{index}", alpha=0.25, linewidth=0.7)
+            if loss.curve:
+                label = f"{variant} (mean of {loss.seeds} seed{'s' * (loss.seeds > 1)})"
+                ax.plot(list(loss.curve), list(loss.curve.values()), color=f"C{index}", label=label)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("training loss (task loss)")
+        ax.set_title(_panel(titles, study), fontsize=9)
+        ax.grid(True, alpha=0.3)
+        _legend_or_note(ax)
+    fig.suptitle(f"Fig. 7: training loss, {' vs '.join(exp.loss_variants)}")
+    return _save(fig, path)
 
 
 def code_figure(
-    matrices: dict[str, np.ndarray], genres: tuple[str, ...], title: str, path: Path
+    matrices: Mapping[str, Sequence[Sequence[float | None]]],
+    genres: Sequence[str],
+    positions: Mapping[str, int],
+    title: str,
+    path: Path,
 ) -> Path:
-    """One heat map per variant of code_similarity matrices, annotated with their values."""
-    fig, axes = plt.subplots(1, len(matrices), figsize=(4.6 * len(matrices), 4), squeeze=False)
-    for ax, (variant, matrix) in zip(axes[0], matrices.items(), strict=True):
+    """Fig. 8: one heat map per variant (positions: variant -> D), set A's genres as rows and
+    set B's as columns, each cell annotated with its mean number of shared positions."""
+    fig, axes = plt.subplots(1, len(matrices), figsize=(4.8 * len(matrices), 4.2), squeeze=False)
+    for ax, (variant, rows) in zip(axes[0], matrices.items(), strict=True):
+        matrix = np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
         image = ax.imshow(matrix, cmap="viridis")
-        ax.set_xticks(range(len(genres)), genres, rotation=30)
-        ax.set_yticks(range(len(genres)), genres)
+        ax.set_xticks(range(len(genres)), list(genres), rotation=30)
+        ax.set_yticks(range(len(genres)), list(genres))
+        ax.set_xlabel("set B")
+        ax.set_ylabel("set A")
         for (i, j), value in np.ndenumerate(matrix):
-            ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="white", fontsize=8)
-        ax.set_title(variant)
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white", fontsize=8)
+        ax.set_title(f"{variant} (shared positions, 0..{positions[variant]})")
         fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     return _save(fig, path)
+
+
+def _legend_or_note(ax: Any) -> None:
+    """The panel's legend, or a note that none of its runs has finished yet."""
+    if ax.has_data():
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no finished runs yet", ha="center", va="center", transform=ax.transAxes)
+
+
+def _grid(panels: int) -> tuple[Any, list[Any]]:
+    """A figure of `panels` panels: in one row, or 2 x 2 for four (as wide as three)."""
+    rows, cols = (2, 2) if panels == 4 else (1, panels)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 4 * rows), squeeze=False)
+    return fig, list(axes.flat)
+
+
+def _panel(titles: Mapping[str, str], study: str) -> str:
+    """A panel's title as the paper labels them, "(a) ...", wrapped to the panel's width."""
+    letter = "abcdefghijklmnopqrstuvwxyz"[list(titles).index(study)]
+    return textwrap.fill(f"({letter}) {titles[study]}", 48)
 
 
 def _save(fig: Any, path: Path) -> Path:

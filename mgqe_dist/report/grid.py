@@ -4,11 +4,14 @@ finished cell, under a bar of the whole grid when the output is a terminal.
 
 A cell is finished when its run directory holds one run's outputs (train/outputs.py) whose
 metrics.json records the cell's job config (read with today's defaults, so a config key added
-since, at its default, does not re-run the grid; tracking settings, which change no result, are
-not compared); a cell whose config changed since, or whose outputs were left half-written by an
-interrupted run, is run again. Each child's output goes to the cell's train.log, so a failure
-can be read there; a failed cell is reported and the rest go on. Every cell is a tracked run
-(train/tracking.py) in the experiment named after the report.
+since, at its default, does not re-run the grid), or when the experiment's committed
+results.json holds a run of the cell that records that config: run directories are not
+committed, so a fresh checkout resumes from the report instead of training everything again.
+A cell whose config changed since, or whose outputs were left half-written by an interrupted
+run (and that has no committed run), is run again. Each child's output goes
+to the cell's train.log, so a failure can be read there; a failed cell is reported and the
+rest go on. Tracking settings, which change no result, are not compared. Every cell is a
+tracked run (train/tracking.py) in the experiment named after the report.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mgqe_dist.config import ConfigError, JobConfig, TrackingConfig, from_dict, to_dict
 from mgqe_dist.progress import Progress
-from mgqe_dist.report.experiment import Experiment, job_for
+from mgqe_dist.report.experiment import Experiment, committed_results, job_for
 from mgqe_dist.train.outputs import METRICS_FILE, RunOutputError, read_run_metrics
 from mgqe_dist.train.tracking import create_experiments
 
@@ -38,6 +42,8 @@ class Cell:
     variant: str
     seed: int
     job: JobConfig
+    # The cell's run in the committed results.json, if there is one (see the module docstring).
+    committed: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -50,16 +56,44 @@ class Cell:
         return Path(self.job.output_dir) / METRICS_FILE
 
     def finished(self) -> dict[str, Any] | None:
-        """The run's metrics if it finished with exactly this cell's config, else None."""
+        """The run's metrics if it finished with exactly this cell's config (its run directory,
+        else its committed run), else None."""
+        return self.run_dir_metrics() or self.committed_metrics()
+
+    def run_dir_metrics(self) -> dict[str, Any] | None:
+        """The metrics of the run directory if it holds this cell's finished run, else None."""
         try:
             metrics = read_run_metrics(Path(self.job.output_dir))
         except (OSError, RunOutputError):
             return None
-        try:
-            recorded = from_dict(metrics["config"], where=str(self.metrics_path))
-        except (KeyError, TypeError, ConfigError):
+        return metrics if records_job(metrics, self.job, str(self.metrics_path)) else None
+
+    def committed_metrics(self) -> dict[str, Any] | None:
+        """The committed run of this cell if it records this cell's config, else None."""
+        run = self.committed
+        if run is None or not records_job(run, self.job, "committed results.json"):
             return None
-        return metrics if _results_config(recorded) == _results_config(self.job) else None
+        return {k: v for k, v in run.items() if k not in ("study", "variant")}
+
+
+def records_job(metrics: Mapping[str, Any], job: JobConfig, where: str) -> bool:
+    """Whether a run's recorded config, read with today's defaults, is `job` (tracking
+    settings aside)."""
+    try:
+        recorded = from_dict(metrics["config"], where=where)
+    except (KeyError, TypeError, ConfigError):
+        return False
+    return _results_config(recorded) == _results_config(job)
+
+
+def committed_runs(exp: Experiment) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The runs of the experiment's committed results.json by (study, variant, seed); none when
+    it is missing or unreadable (the grid then trains what its run directories lack)."""
+    runs = committed_results(exp).get("runs", [])
+    try:
+        return {(r["study"], r["variant"], int(r["seed"])): r for r in runs}
+    except (KeyError, TypeError, ValueError):
+        return {}
 
 
 def grid_cells(exp: Experiment) -> list[Cell]:
@@ -68,6 +102,7 @@ def grid_cells(exp: Experiment) -> list[Cell]:
     cell at least once before any twice, and within a seed the tables' cells before the
     figure-6-only ones."""
     cells: dict[tuple[str, str, int], Cell] = {}
+    committed = committed_runs(exp)
     for study in exp.studies:
         plan = [(v, exp.seeds) for v in exp.table_variants]
         if study.id in exp.loss_studies:
@@ -78,9 +113,10 @@ def grid_cells(exp: Experiment) -> list[Cell]:
             plan += [(v, exp.size_seeds) for s in exp.size_series for v in s.variants]
         for variant, seeds in plan:
             for seed in seeds:
-                if (study.id, variant, seed) not in cells:
+                key = (study.id, variant, seed)
+                if key not in cells:
                     job = job_for(exp, study, variant, seed)
-                    cells[study.id, variant, seed] = Cell(study.id, variant, seed, job)
+                    cells[key] = Cell(*key, job, committed.get(key))
     in_tables = set(exp.table_variants)
     return sorted(cells.values(), key=lambda cell: (cell.seed, cell.variant not in in_tables))
 

@@ -1,5 +1,5 @@
-"""Collects the finished cells of a grid into results.json and summarises them per cell:
-mean and sample standard deviation over seeds of every metric."""
+"""Collects the finished cells of a grid into results.json and summarises them per cell: mean,
+sample standard deviation and standard error of the mean over seeds of every metric."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mgqe_dist.report.experiment import Column, Experiment, Table
+from mgqe_dist.report.derived import code_figure_data, table_shapes
+from mgqe_dist.report.experiment import Column, Experiment, Table, committed_results
 from mgqe_dist.report.grid import Cell
 
 
@@ -25,27 +26,37 @@ class Summary:
     std: float
     n: int
 
-    def text(self, digits: int = 4) -> str:
-        """Mean ± std as text, e.g. 0.2373 ± 0.0012 (the mean alone for one seed, "—" for
-        none)."""
+    @property
+    def se(self) -> float:
+        """Standard error of the mean (std / sqrt(n)); nan below two seeds."""
+        return self.std / math.sqrt(self.n) if self.n > 1 else math.nan
+
+    def text(self, digits: int = 4, scale: float = 1.0) -> str:
+        """Mean ± standard error as text, values times `scale`, e.g. 7.88 ± 0.05 (the mean alone
+        for one seed, "—" for none)."""
         if not self.n:
             return "—"
-        spread = f" ± {self.std:.{digits}f}" if self.n > 1 else ""
-        return f"{self.mean:.{digits}f}{spread}"
+        spread = f" ± {scale * self.se:.{digits}f}" if self.n > 1 else ""
+        return f"{scale * self.mean:.{digits}f}{spread}"
 
 
 def collect(exp: Experiment, cells: list[Cell], quick: bool) -> dict[str, Any]:
-    """results.json: every finished run's metrics (config and loss history included), which
-    cells are missing, and the compute used."""
+    """results.json: every finished run's metrics (config, loss history and table shapes
+    included), from its run directory or, where that is absent, from the committed
+    results.json; which cells are missing; Fig. 8's data (derived.py); the compute used."""
     runs, missing = [], []
     for cell in cells:
-        metrics = cell.finished()
+        metrics = cell.run_dir_metrics()
+        if metrics is not None:
+            metrics = {**metrics, "tables": table_shapes(cell.job.output_dir)}
+        else:
+            metrics = cell.committed_metrics()
         if metrics is None:
             missing.append(cell.name)
             continue
-        runs.append({"study": cell.study, "variant": cell.variant, "seed": cell.seed, **metrics})
+        runs.append({**metrics, "study": cell.study, "variant": cell.variant, "seed": cell.seed})
     seconds = sum(r["wall_seconds"] for r in runs)
-    return {
+    results = {
         "experiment": exp.name,
         "quick": quick,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -64,10 +75,14 @@ def collect(exp: Experiment, cells: list[Cell], quick: bool) -> dict[str, Any]:
         },
         "runs": runs,
     }
+    if exp.code_study:
+        previous = committed_results(exp).get("code_figure")
+        results["code_figure"] = code_figure_data(exp, cells, previous)
+    return results
 
 
 def summarize(
-    results: dict[str, Any],
+    results: Mapping[str, Any],
     study: str,
     variant: str,
     metric: str,
@@ -90,7 +105,7 @@ def summarize(
     return Summary(statistics.fmean(values), std, len(values))
 
 
-def runs_of(results: dict[str, Any], study: str, variant: str) -> list[dict[str, Any]]:
+def runs_of(results: Mapping[str, Any], study: str, variant: str) -> list[dict[str, Any]]:
     """Finished runs of one cell, by seed."""
     found = [r for r in results["runs"] if r["study"] == study and r["variant"] == variant]
     return sorted(found, key=lambda r: r["seed"])
@@ -103,9 +118,41 @@ def paper_value(
     from the experiment's paper_results JSON; None where the paper has none."""
     if not (exp.paper_results and column.paper):
         return None
-    node: Any = json.loads(Path(exp.paper_results).read_text(encoding="utf-8"))
+    node: Any = paper_results(exp.paper_results)
     for part in column.paper.split("."):
         node = node.get(part, {}) if isinstance(node, dict) else {}
     method = node.get(table.paper_rows.get(variant, variant), {}) if isinstance(node, dict) else {}
     value = method.get(key) if isinstance(method, dict) else None
     return float(value) if isinstance(value, int | float) else None
+
+
+def paper_metric(exp: Experiment, study: str, variant: str, key: str) -> float | None:
+    """The paper's value of `key` for a variant on a study, from the first table that has it."""
+    for table in exp.tables:
+        if variant not in table.rows:
+            continue
+        for column in table.columns:
+            if column.study == study:
+                value = paper_value(exp, table, column, variant, key)
+                if value is not None:
+                    return value
+    return None
+
+
+def paper_results(path: str) -> dict[str, Any]:
+    """The paper's results JSON ({} when the file is missing), read once per path."""
+    if path not in _PAPER:
+        file = Path(path)
+        _PAPER[path] = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+    return _PAPER[path]
+
+
+_PAPER: dict[str, dict[str, Any]] = {}
+
+
+def cells_done(exp: Experiment, results: Mapping[str, Any], table: Table) -> tuple[int, int]:
+    """(finished, all) cells of a table: its rows x its studies x the experiment's seeds."""
+    studies = dict.fromkeys(c.study for c in table.columns)
+    wanted = {(s, v, seed) for s in studies for v in table.rows for seed in exp.seeds}
+    done = {(r["study"], r["variant"], r["seed"]) for r in results["runs"]}
+    return len(wanted & done), len(wanted)

@@ -5,13 +5,10 @@ codes bit-packed as uint8) plus a JSON description (`meta()`), and rebuilds itse
 two. In memory, codes are kept unpacked, one integer per code (uint8 up to 8 bits), so
 decoding is row gathers and arithmetic on whole bytes, never per-bit work. Lookups are
 vectorised over the whole batch; ids outside [0, n) are served the OOV row n - 1 (the
-<<<<<<< HEAD
-reserved id of unseen ids). On CPU, SQ and codebook lookups run in one pass through the C
-kernel `_decode.c` when the install step built it, else through torch ops (same values).
-=======
 reserved id of unseen ids), except by the tables of a served model, whose `id_check` refuses
-them in every lookup (serve/artifact.py).
->>>>>>> progress
+them in every lookup (serve/artifact.py). On CPU, SQ and codebook lookups run in one pass
+through the C kernel `_decode.c` when the install step built it, else through torch ops (same
+values).
 """
 
 from __future__ import annotations

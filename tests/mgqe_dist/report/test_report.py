@@ -1,7 +1,9 @@
 """`mgqe-dist report` end to end on a tiny grid: real training runs in child processes,
-tables with mean ± std over seeds, figures, results.json, and resuming without re-running."""
+tables with mean ± standard error over seeds, figures, results.json, and resuming without
+re-running, from run directories or from the committed results.json."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,6 @@ import torch
 from mgqe_dist.cli import main
 from mgqe_dist.config import ConfigError, JobConfig, to_dict
 from mgqe_dist.report.experiment import load_experiment
-from mgqe_dist.report.figures import code_similarity
 from mgqe_dist.report.grid import Cell
 from mgqe_dist.report.results import Summary, paper_value, summarize
 from mgqe_dist.train.outputs import write_run_outputs
@@ -77,27 +78,39 @@ def test_report_runs_grid_then_resumes(
     assert len(results["runs"]) == 7 and not results["missing"]  # 3 x 2 seeds + FE d=8
     report = (out / "README.md").read_text()
     fe = [r["rmse"] for r in results["runs"] if r["variant"] == "FE"]
-    assert f"| FE | {np.mean(fe):.4f} ± {np.std(fe, ddof=1):.4f} |" in report
+    assert f"| FE | {np.mean(fe):.4f} ± {np.std(fe, ddof=1) / np.sqrt(2):.4f} |" in report
     assert "GENERATED DATA" in report and "GENERATED stand-in genres" in report
-    for figure in ("fig6_size_ratings.png", "fig7_loss.png", "fig8_codes.png"):
+    for figure in ("fig6_size.png", "fig7_loss.png", "fig8_codes.png"):
         assert (out / figure).stat().st_size > 1000
     cells = {Path(r["config"]["output_dir"]) for r in results["runs"]}
     runs = [r for cell in cells for r in tracked_runs(mlflow_store, cell, experiment="tiny-grid")]
     assert len(runs) == 7 and {r.info.status for r in runs} == {"FINISHED"}
+    assert {r["variant"] for r in results["code_figure"]["runs"].values()} == {"SQ", "MGQE"}
     capsys.readouterr()
     assert main(["report", str(spec)]) == 0
     assert "7 finished, 0 to run" in capsys.readouterr().out
 
 
-def test_changed_variant_reruns_only_its_cells(
+def test_runs_only_in_results_json_are_not_rerun_and_stay_in_the_report(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     spec = _write(tmp_path, rows="FE")
     assert main(["report", str(spec)]) == 0
+    out = tmp_path / "reports" / "tiny"
+    before = json.loads((out / "results.json").read_text())
+    (out / "fig8_codes.png").unlink()
+    shutil.rmtree(tmp_path / "runs")  # a fresh checkout: run directories are not committed
+    capsys.readouterr()
+    assert main(["report", str(spec)]) == 0
+    assert "7 finished, 0 to run" in capsys.readouterr().out
+    after = json.loads((out / "results.json").read_text())
+    assert after["runs"] == before["runs"] and after["code_figure"] == before["code_figure"]
+    assert (out / "fig8_codes.png").stat().st_size > 1000  # drawn from the kept matrices
+    # A committed run whose config no longer matches its cell is trained again; the other
+    # cells (FE d=8 for figure 6, SQ and MGQE for figures 7 and 8) are kept.
     spec.write_text(spec.read_text().replace("FE = []", 'FE = ["train.learning_rate=0.01"]'))
     capsys.readouterr()
     assert main(["report", str(spec)]) == 0
-    # FE x 2 seeds again; FE d=8 (figure 6), SQ and MGQE (figures 7, 8) are kept.
     assert "5 finished, 2 to run" in capsys.readouterr().out
 
 
@@ -157,14 +170,22 @@ def test_bad_override_fails_before_training(tmp_path: Path) -> None:
         load_experiment(spec)
 
 
-def test_code_similarity_counts_agreeing_positions() -> None:
-    codes = torch.tensor([[1, 2], [1, 2], [1, 3], [4, 5]])
-    genre_of = np.array([0, 0, 1, 1])
-    matrix = code_similarity(codes, genre_of, ("a", "b"))
-    # genre a: items 0, 1 agree on both positions; b: items 2, 3 on none.
-    assert matrix[0, 0] == 1.0 and matrix[1, 1] == 0.0
-    # a vs b: item 0/1 vs item 2 agree on 1 of 2 positions, vs item 3 on none.
-    assert matrix[0, 1] == pytest.approx(0.25) == matrix[1, 0]
+def test_unknown_key_in_a_section_is_refused(tmp_path: Path) -> None:
+    spec = _write(tmp_path, rows="FE")
+    spec.write_text(spec.read_text().replace("[loss_figure]", '[loss_figure]\nstudy = "ratings"'))
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'study' in \[loss_figure\]"):
+        load_experiment(spec)
+
+
+def test_committed_run_counts_as_finished_only_with_the_cells_config(tmp_path: Path) -> None:
+    job = JobConfig(name="fe", output_dir=str(tmp_path / "absent"))
+    run = {"study": "ratings", "variant": "FE", "seed": 0, "config": to_dict(job), "rmse": 1.0}
+    cell = Cell("ratings", "FE", 0, job, committed=run)
+    assert cell.run_dir_metrics() is None
+    assert (cell.finished() or {}).get("rmse") == 1.0
+    changed = to_dict(job)
+    changed["train"]["epochs"] += 1
+    assert Cell("ratings", "FE", 0, job, committed={**run, "config": changed}).finished() is None
 
 
 @pytest.mark.parametrize("quick", [False, True])
