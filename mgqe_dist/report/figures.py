@@ -108,8 +108,10 @@ def code_figure(
         ax.set_yticks(range(len(genres)), list(genres))
         ax.set_xlabel("set B")
         ax.set_ylabel("set A")
+        middle = float(np.nanmean([np.nanmin(matrix), np.nanmax(matrix)]))
         for (i, j), value in np.ndenumerate(matrix):
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white", fontsize=8)
+            colour = "black" if value > middle else "white"  # readable on viridis' yellow end
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", color=colour, fontsize=8)
         ax.set_title(f"{variant} (shared positions, 0..{positions[variant]})")
         fig.colorbar(image, ax=ax, fraction=0.046)
     fig.suptitle(title, fontsize=10)
