@@ -41,6 +41,23 @@ def read_movielens_ratings(path: str | Path) -> pa.Table:
     )
 
 
+def read_movielens_untimed(path: str | Path) -> pa.Table:
+    """Parse MovieLens ratings without timestamps (UserID::MovieID::Rating, e.g. ML-1M's
+    `ratings_without_timestamps.dat`) into a table. `timestamp` is the 0-based line number: the
+    file has no time order, so only a random split is meaningful on it (prepare refuses a
+    leave-last-out split of this format)."""
+    path = Path(path)
+    rows = _split_lines(path, "::", expected_fields=3)
+    return pa.table(
+        {
+            "user_id": _int_column(rows[:, 0], path, "UserID"),
+            "item_id": _int_column(rows[:, 1], path, "MovieID"),
+            "timestamp": np.arange(len(rows), dtype=np.int64),
+            "rating": _float_column(rows[:, 2], path, "Rating"),
+        }
+    )
+
+
 def read_sasrec_text(path: str | Path) -> pa.Table:
     """Parse SASRec's `user item` lines (chronological per user) into a table.
 

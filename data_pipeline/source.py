@@ -1,6 +1,7 @@
 """Resolve a job's data source into Parquet interaction-log files.
 
-MovieLens `ratings.dat`, SASRec `ml-1m.txt` and CSV/TSV files with a header are converted;
+MovieLens `ratings.dat` (and ML-1M's `ratings_without_timestamps.dat`), SASRec `ml-1m.txt` and
+CSV/TSV files with a header are converted;
 Parquet (a file, a directory searched recursively, or a glob pattern) is read in place; a
 directory, such as Spark's `events.parquet/`, is read as the dataset of the Parquet files under
 it, skipping names that start with "." or "_" (Spark's _SUCCESS and the _temporary/ of an
@@ -20,6 +21,7 @@ from data_pipeline.convert import (
     convert_to_parquet,
     delimited_to_parquet,
     read_movielens_ratings,
+    read_movielens_untimed,
     read_sasrec_text,
 )
 from data_pipeline.files import sha256_file
@@ -27,8 +29,18 @@ from data_pipeline.schema import Origin
 from data_pipeline.synth import SynthSpec, generate_log
 from mgqe_dist.config import DataConfig
 
-CONVERTERS = {"movielens": read_movielens_ratings, "sasrec": read_sasrec_text}
-FORMAT_FILES = {"movielens": "ratings.dat", "sasrec": "ml-1m.txt"}
+CONVERTERS = {
+    "movielens": read_movielens_ratings,
+    "sasrec": read_sasrec_text,
+    "movielens_untimed": read_movielens_untimed,
+}
+FORMAT_FILES = {
+    "movielens": "ratings.dat",
+    "sasrec": "ml-1m.txt",
+    "movielens_untimed": "ratings_without_timestamps.dat",
+}
+# Formats without time order: their `timestamp` is a line number, so only a random split.
+UNTIMED_FORMATS = {"movielens_untimed"}
 # Generic delimited files with a header row: format -> delimiter (also the file suffix).
 DELIMITERS = {"csv": ",", "tsv": "\t"}
 # Converted formats: the line of the first row (CSV/TSV: the one after the header).
@@ -65,6 +77,11 @@ def describe_source(cfg: DataConfig) -> Source:
         spec = synth_spec(cfg)
         return Source("synthetic", str(path), True, {"synth_spec": asdict(spec)})
     fmt, file = _detect(path, cfg.format)
+    if fmt in UNTIMED_FORMATS and cfg.split != "random":
+        raise SourceError(
+            f"{file}: has no timestamps (format {fmt}), so it cannot be split by time; set "
+            'data.split = "random"'
+        )
     files = [file] if fmt != "parquet" else _parquet_files(str(file))
     return Source(fmt, str(file), False, _checksums(files), tuple(files))
 

@@ -48,7 +48,11 @@ class DataConfig:
     source: str = "../shared/data/ml-1m"
     # Input format; "auto" decides from the file names found at `source` (*.csv, *.tsv: a
     # header row naming user_id, item_id, timestamp and any other columns).
-    format: Literal["auto", "movielens", "sasrec", "parquet", "csv", "tsv"] = "auto"
+    # "movielens_untimed": UserID::MovieID::Rating lines (ratings_without_timestamps.dat), whose
+    # missing time order allows only split = "random".
+    format: Literal["auto", "movielens", "sasrec", "movielens_untimed", "parquet", "csv", "tsv"] = (
+        "auto"
+    )
     # What to do when `source` does not exist: fail, or generate a MovieLens-shaped log.
     if_missing: Literal["error", "synthesize"] = "error"
     # Prepared dataset directory (vocab/, train|valid|test.parquet, stats.json).

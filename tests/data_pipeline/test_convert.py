@@ -7,6 +7,7 @@ from data_pipeline.convert import (
     ConversionError,
     delimited_to_parquet,
     read_movielens_ratings,
+    read_movielens_untimed,
     read_sasrec_text,
 )
 
@@ -135,3 +136,19 @@ def test_csv_id_that_is_not_an_integer_makes_string_ids_and_says_so(
     err = capsys.readouterr().err
     assert f"NOTE: {path}: column 'user_id' holds string ids: line {line} has 'u9'" in err
     assert "item_id" not in err
+
+
+def test_untimed_movielens_ratings_keep_ratings_and_line_order(tmp_path: Path) -> None:
+    path = tmp_path / "ratings_without_timestamps.dat"
+    path.write_text("1::1193::5\n1::661::3\n2::1193::4\n")
+    table = read_movielens_untimed(path)
+    assert table.column_names == ["user_id", "item_id", "timestamp", "rating"]
+    assert table["rating"].to_pylist() == [5.0, 3.0, 4.0]
+    assert table["timestamp"].to_pylist() == [0, 1, 2]
+
+
+def test_untimed_movielens_bad_line_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "ratings_without_timestamps.dat"
+    path.write_text("1::1193::5\n1::661::3::978302109\n")
+    with pytest.raises(ConversionError, match=r"timestamps\.dat:2: expected 3 fields"):
+        read_movielens_untimed(path)

@@ -14,6 +14,7 @@ import pytest
 
 from data_pipeline.prepare import prepare
 from data_pipeline.schema import ValidationError
+from data_pipeline.source import SourceError
 from data_pipeline.split import SPLITS
 from mgqe_dist.config import DataConfig, FeatureConfig, load_job
 
@@ -648,3 +649,27 @@ def test_sasrec_sequences_list_distinct_items_by_their_latest_time(tmp_path: Pat
     # 14 and 13 are held out; 11 was last seen after 12, so it comes last.
     assert [items[i] for i in sequence["items"]] == [10, 12, 11]
     assert json.loads((out / "stats.json").read_text())["rows"]["train"] == 4
+
+
+def test_untimed_ratings_split_randomly_and_keep_their_ratings(tmp_path: Path) -> None:
+    source = tmp_path / "ml-1m"
+    source.mkdir()
+    lines = [f"{u}::{i}::{1 + (u + i) % 5}" for u in range(1, 6) for i in range(1, 9)]
+    (source / "ratings_without_timestamps.dat").write_text("\n".join(lines) + "\n")
+    cfg = dataclasses.replace(
+        _cfg(tmp_path, source / "ratings_without_timestamps.dat"),
+        split="random",
+        random_fractions=(0.75, 0.0, 0.25),
+    )
+    out = prepare(cfg, seed=0)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["rows"]["input"] == 40
+    ratings = pc.unique(pq.read_table(out / "train.parquet")["rating"]).to_pylist()
+    assert sorted(ratings) == [1.0, 2.0, 3.0, 4.0, 5.0]  # real ratings, not a constant
+
+
+def test_untimed_ratings_refuse_a_split_by_time(tmp_path: Path) -> None:
+    source = tmp_path / "ratings_without_timestamps.dat"
+    source.write_text("1::2::5\n1::3::4\n")
+    with pytest.raises(SourceError, match=r"timestamps\.dat: has no timestamps .*split"):
+        prepare(_cfg(tmp_path, source), seed=0)
