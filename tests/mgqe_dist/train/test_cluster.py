@@ -50,7 +50,9 @@ def _free_port() -> int:
 @pytest.fixture
 def head_node() -> Iterator[str]:
     """A real Ray head started with `ray start --head --block`; yields the Jobs address."""
-    port, dashboard = _free_port(), _free_port()
+    # Free ports for every listener, the dashboard agent's included (its default, 52365, is
+    # taken whenever another local Ray runs on the machine, and Jobs then have no agent).
+    port, dashboard, agent = _free_port(), _free_port(), _free_port()
     # Ray's unix socket paths must stay short: pytest's tmp_path is too deep.
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
@@ -65,6 +67,7 @@ def head_node() -> Iterator[str]:
             "--num-cpus=2",
             "--include-dashboard=true",
             f"--dashboard-port={dashboard}",
+            f"--dashboard-agent-listen-port={agent}",
             f"--temp-dir={temp_dir}",
         ],
         env=env,
