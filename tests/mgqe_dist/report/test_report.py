@@ -96,7 +96,7 @@ def test_runs_only_in_results_json_are_not_rerun_and_stay_in_the_report(
 ) -> None:
     spec = _write(tmp_path, rows="FE")
     assert main(["report", str(spec)]) == 0
-    out = tmp_path / "reports" / "tiny"
+    out = tmp_path / "reports" / "tiny-grid"
     before = json.loads((out / "results.json").read_text())
     (out / "fig8_codes.png").unlink()
     shutil.rmtree(tmp_path / "runs")  # a fresh checkout: run directories are not committed
