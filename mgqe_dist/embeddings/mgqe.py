@@ -19,6 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 import torch
 from torch import nn
@@ -121,28 +122,28 @@ class TieredQuantizer(nn.Module):
         """The quantized value of query `rows`, one per entry of the 1-d `ids` (any order,
         repeats allowed, as a KeyedJaggedTensor lookup returns them).
 
-        Each distinct id is quantized once, from one of its (identical) rows, which therefore
-        receives the gradient of all of them: the table's gradient per id is unchanged.
+        Each distinct id is searched once, from one of its (identical) rows; the task gradient
+        of every entry goes to its own row (straight-through), so the table's gradient per id
+        is unchanged.
         """
         unique, inverse, counts = torch.unique(ids, return_inverse=True, return_counts=True)
         # Any one occurrence per id will do: scatter writes each position's index to its id.
         one_each = torch.empty_like(unique).scatter_(
             0, inverse, torch.arange(len(ids), device=ids.device)
         )
-        return self.quantize_sorted(unique, rows.index_select(0, one_each), counts).index_select(
-            0, inverse
-        )
+        value = self.quantize_sorted(unique, rows.index_select(0, one_each), counts)
+        value = value.index_select(0, inverse)
+        return _StraightThrough.apply(rows, value) if torch.is_grad_enabled() else value
 
     def quantize_sorted(
         self, ids: torch.Tensor, rows: torch.Tensor, counts: torch.Tensor
     ) -> torch.Tensor:
-        """The quantized value of query `rows` of strictly increasing `ids`, each standing for
-        counts[i] occurrences in the batch.
+        """The centroids (no autograd) that quantize query `rows` of strictly increasing
+        `ids`, each standing for counts[i] occurrences in the batch: bit-identical to serving.
 
-        Straight-through: the value is the centroids, the gradient goes to the rows. Without
-        autograd the centroids themselves are returned, bit-identical to serving. The centroid
-        (and commitment) loss, a mean over the batch's occurrences and dimensions as in DPQ,
-        accumulates for `extra_loss`.
+        With autograd on, the centroid (and commitment) loss, a mean over the batch's
+        occurrences and dimensions as in DPQ, accumulates for `extra_loss`; the caller passes
+        the task gradient straight through to the rows.
         """
         training = torch.is_grad_enabled()
         chosen, loss = [], rows.new_zeros(())
@@ -159,14 +160,10 @@ class TieredQuantizer(nn.Module):
                     (e - found.chosen).pow(2).sum((1, 2)) @ weight
                 )
         value = torch.cat(chosen) if chosen else rows.new_empty((0, self.embedding_dim))
-        if not training:
-            return value
-        if len(ids):
+        if training and len(ids):
             loss = loss / (counts.sum() * self.embedding_dim)
             self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss
-        # One straight-through step over all tiers: the task gradient reaches the rows whole,
-        # with no per-tier slicing in backward.
-        return rows + (value - rows).detach()
+        return value
 
     @torch.no_grad()
     def codes_sorted(self, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -244,12 +241,16 @@ class MGQEEmbedding(TieredQuantizer, EmbeddingModule):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         # Each distinct id is searched once, however often the batch holds it.
-        unique, inverse, counts = torch.unique(
-            ids.reshape(-1), return_inverse=True, return_counts=True
-        )
-        # index_select rather than embedding: its backward (index_add) is faster on CPU.
-        quantized = self.quantize_sorted(unique, self.query.index_select(0, unique), counts)
-        return quantized.index_select(0, inverse).view(*ids.shape, self.embedding_dim)
+        flat = ids.reshape(-1)
+        unique, inverse, counts = torch.unique(flat, return_inverse=True, return_counts=True)
+        # Only the commitment loss differentiates through the searched rows.
+        query = self.query if self.commitment_weight else self.query.detach()
+        value = self.quantize_sorted(unique, query.index_select(0, unique), counts)
+        if torch.is_grad_enabled():
+            out = _QuantizedLookup.apply(self.query, flat, value, inverse)
+        else:
+            out = value.index_select(0, inverse)
+        return out.view(*ids.shape, self.embedding_dim)
 
     @torch.no_grad()
     def codes(self, ids: torch.Tensor) -> torch.Tensor:
@@ -322,11 +323,66 @@ def _assign(e: torch.Tensor, book: torch.Tensor, weight: torch.Tensor) -> _Assig
 
 
 def _centroid_loss(found: _Assignment, book: torch.Tensor) -> torch.Tensor:
+    """The centroid loss of an assignment, differentiable in `book` (see _CentroidLoss)."""
+    return _CentroidLoss.apply(book, found.counts, found.sums, found.squared_error)
+
+
+class _CentroidLoss(torch.autograd.Function):
     """sum_i weight_i ||sg(e_i) - c(e_i)||^2 with its gradient to the centroids, 2 (N c - S):
     the same value and gradient as autograd through a gather of the chosen centroids, from
-    the per-centroid counts N and sums S alone, so backward scatters nothing per value."""
-    surrogate = (found.counts[..., None] * book.pow(2)).sum() - 2 * (found.sums * book).sum()
-    return found.squared_error + (surrogate - surrogate.detach())
+    the per-centroid counts N and sums S of the search alone: one op each way."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        book: torch.Tensor,
+        counts: torch.Tensor,
+        sums: torch.Tensor,
+        squared_error: torch.Tensor,
+    ) -> torch.Tensor:
+        ctx.save_for_backward(book, counts, sums)
+        return squared_error.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        book, counts, sums = ctx.saved_tensors
+        return grad * 2 * (counts[..., None] * book - sums), None, None, None
+
+
+class _StraightThrough(torch.autograd.Function):
+    """The centroids forward, the task gradient unchanged to the rows backward (STE): the
+    forward value is exactly what serving returns."""
+
+    @staticmethod
+    def forward(ctx: Any, rows: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        return value
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        return grad, None
+
+
+class _QuantizedLookup(torch.autograd.Function):
+    """value[inverse] forward; backward, the straight-through gradient of each entry is added
+    to its id's query row in one index_add, the cost of a plain embedding's backward."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        query: torch.Tensor,
+        ids: torch.Tensor,
+        value: torch.Tensor,
+        inverse: torch.Tensor,
+    ) -> torch.Tensor:
+        ctx.save_for_backward(ids)
+        ctx.num_ids = query.shape[0]
+        return value.index_select(0, inverse)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (ids,) = ctx.saved_tensors
+        table = grad.new_zeros((ctx.num_ids, grad.shape[-1])).index_add_(0, ids, grad)
+        return table, None, None, None
 
 
 def _compiled(e: torch.Tensor, book: torch.Tensor) -> bool:

@@ -217,6 +217,17 @@ def test_lookup_of_repeated_rows_equals_the_table_forward() -> None:
     torch.testing.assert_close(table.codebooks[0].grad, grads[1])
 
 
+def test_training_forward_is_exactly_the_served_value() -> None:
+    """With autograd on, both lookups return the centroids themselves (the straight-through
+    gradient is added in backward), bit-identical to the value without autograd."""
+    table = _mgqe()
+    ids = torch.tensor([30, 3, 3, 49, 0, 12])
+    with torch.no_grad():
+        served = table(ids)
+    assert torch.equal(table(ids), served)
+    assert torch.equal(table.quantize(ids, table.query[ids]), served)
+
+
 def test_duplicate_ids_get_identical_rows() -> None:
     table = _mgqe()
     out = table(torch.tensor([7, 30, 7, 30]))
