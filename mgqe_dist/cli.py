@@ -8,19 +8,17 @@ and exits with code 2.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.metadata
 import platform
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 from data_pipeline.convert import ConversionError
 from data_pipeline.schema import ValidationError
 from data_pipeline.source import SourceError
 from mgqe_dist.config import ConfigError, JobConfig, load_job
 from mgqe_dist.submit import ClusterUnreachableError
+from mgqe_dist.synth_command import add_synth_command
 
 USER_ERRORS = (
     ClusterUnreachableError,
@@ -66,34 +64,6 @@ def _submit(args: argparse.Namespace) -> int:
     from mgqe_dist.submit import submit_job
 
     return submit_job(args.job, args.set, args.address, follow=not args.no_wait)
-
-
-def _synth(args: argparse.Namespace) -> None:
-    from data_pipeline.item_pairs import ItemPairSpec, write_item_pairs
-    from data_pipeline.powerlaw import generate
-    from data_pipeline.synth import PowerLawSpec
-
-    spec_type = ItemPairSpec if args.item_item else PowerLawSpec
-    names = {f.name for f in dataclasses.fields(spec_type)}
-    chosen = {
-        name: value
-        for name, value in vars(args).items()
-        if name in SYNTH_OPTIONS and value is not None
-    }
-    foreign = sorted(f"--{name.replace('_', '-')}" for name in chosen if name not in names)
-    if foreign:
-        kind = "--item-item" if args.item_item else "interaction logs (no --item-item)"
-        raise ValueError(f"synth: {', '.join(foreign)}: not an option of {kind}")
-    spec = spec_type(**chosen)
-    if isinstance(spec, ItemPairSpec):
-        record = write_item_pairs(spec, Path(args.out))
-        print(
-            f"wrote {record['rows']:,} item-item pairs ({record['sparsity']:.4%} sparse) to "
-            f"{args.out}/pairs.parquet"
-        )
-        return
-    record = generate(spec, Path(args.out))
-    print(f"wrote {record['rows']:,} rows in {record['files']} file(s) to {args.out}")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -179,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     submit = commands.choices["submit"]
     submit.add_argument("--address", required=True, help="Ray dashboard, http://HOST:8265")
     submit.add_argument("--no-wait", action="store_true", help="print the job id and return")
-    _add_synth(commands)
+    add_synth_command(commands)
     report = commands.add_parser(
         "report", help="run (or resume) an experiment grid and write its report"
     )
@@ -242,50 +212,6 @@ def _version() -> str:
         except importlib.metadata.PackageNotFoundError:
             found.append(f"{name} not installed")
     return f"mgqe-dist {__version__} ({', '.join(found)}, Python {platform.python_version()})"
-
-
-def _add_synth(commands: argparse._SubParsersAction) -> None:
-    """`synth OUT [--item-item]` with one option per field of PowerLawSpec and ItemPairSpec
-    (same names; the defaults are those of the spec being generated)."""
-    synth = commands.add_parser(
-        "synth",
-        help="write a synthetic power-law interaction log (Parquet, for scale tests), or with "
-        "--item-item an item-item relevance set",
-    )
-    synth.add_argument("out", help="output directory (replaced atomically)")
-    synth.add_argument(
-        "--item-item",
-        action="store_true",
-        help="(query item, item, score) pairs in [-100, 100] instead of an interaction log",
-    )
-    for name, (default, item_default) in SYNTH_OPTIONS.items():
-        defaults = [
-            f"{d} ({what})"
-            for d, what in ((default, "log"), (item_default, "--item-item"))
-            if d is not None
-        ]
-        synth.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=type(default if default is not None else item_default),
-            default=None,
-            help="default " + ", ".join(defaults),
-        )
-    synth.set_defaults(run=_synth)
-
-
-def _synth_options() -> dict[str, tuple[Any, Any]]:
-    """Option name -> (PowerLawSpec default, ItemPairSpec default), None where it has none."""
-    from data_pipeline.item_pairs import ItemPairSpec
-    from data_pipeline.synth import PowerLawSpec
-
-    defaults = [
-        {f.name: f.default for f in dataclasses.fields(t)} for t in (PowerLawSpec, ItemPairSpec)
-    ]
-    names = list(dict.fromkeys([*defaults[0], *defaults[1]]))
-    return {name: (defaults[0].get(name), defaults[1].get(name)) for name in names}
-
-
-SYNTH_OPTIONS = _synth_options()
 
 
 if __name__ == "__main__":

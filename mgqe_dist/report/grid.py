@@ -16,6 +16,7 @@ tracked run (train/tracking.py) in the experiment named after the report.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -125,7 +126,7 @@ def prepare_data(exp: Experiment, cells: list[Cell]) -> None:
     """Generate missing synthetic sources and prepare every distinct dataset once, before any
     cell trains (cells would otherwise race to prepare the same directory)."""
     from data_pipeline.prepare import prepare
-    from mgqe_dist.cli import main as cli_main
+    from mgqe_dist.synth_command import synthesize
 
     for study in exp.studies:
         if not study.synth:
@@ -133,8 +134,10 @@ def prepare_data(exp: Experiment, cells: list[Cell]) -> None:
         source = next(c.job.data.source for c in cells if c.study == study.id)
         if not Path(source).exists():
             print(f"{study.id}: generating {source} (mgqe-dist synth {' '.join(study.synth)})")
-            if cli_main(["synth", source, *study.synth]) != 0:
-                raise ValueError(f"{study.id}: could not generate {source}")
+            try:
+                synthesize([source, *study.synth])
+            except (argparse.ArgumentError, ValueError) as exc:
+                raise ValueError(f"{study.id}: could not generate {source}: {exc}") from exc
     done: set[str] = set()
     for cell in cells:
         data = cell.job.data
