@@ -36,6 +36,13 @@ class EmbeddingModule(nn.Module):
     def finalize(self) -> None:
         """Post-training step before serving and final evaluation (e.g. SQ quantizes here)."""
 
+    def end_epoch(self) -> None:
+        """Called after every training epoch (CERP ends its pruning phase here)."""
+
+    def selectable(self) -> bool:
+        """Whether the table as it is now may be kept as a run's best (CERP: once pruned)."""
+        return True
+
 
 EmbeddingBuilder = Callable[..., EmbeddingModule]
 EMBEDDINGS: Registry[EmbeddingBuilder] = Registry("embedding kind")

@@ -69,19 +69,28 @@ def train_epochs(
         history.append(record)
         if on_epoch is not None:
             on_epoch(record)
+        # A table outside its memory budget (CERP while pruning) cannot give the best epoch.
+        selectable = all(t.selectable() for t in tables)
         score = sign * record[select_by] if select_by else float(epoch)
-        if score > best_score:
+        if selectable and score > best_score:
             best_score, best_epoch = score, epoch
             best_state = _snapshot(model) if select_by else best_state
+        for table in tables:
+            table.end_epoch()
         print_epoch(record, cfg.epochs, best=best_epoch == epoch and select_by is not None)
         patience = cfg.early_stopping_patience if select_by else 0
-        if patience and epoch - best_epoch >= patience:
+        if patience and selectable and epoch - best_epoch >= patience:
             print(
                 f"no better {select_by} for {patience} epochs: stopping; "
                 f"restoring epoch {best_epoch}",
                 flush=True,
             )
             break
+    if not best_epoch:
+        raise ValueError(
+            f"no epoch of {len(history)} met every table's memory budget (CERP prunes for up "
+            "to embedding.prune_epochs epochs first): train for more epochs"
+        )
     if select_by:
         model.load_state_dict(best_state)
     return TrainResult(history, best_epoch, stopped_early=len(history) < cfg.epochs)
