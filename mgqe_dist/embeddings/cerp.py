@@ -12,7 +12,7 @@ concatenation (each meta-table then d/2 wide). Training runs in two phases:
    thresholds steadily, and the task gradient holds up the values it needs. The
    phase ends after the first epoch whose non-zero count is at most the budget
    (1 - sparsity) x |P| + |Q|, or after `prune_epochs` epochs, when the largest values are kept
-   up to the budget (the run records which).
+   up to the budget (the `forced` buffer, saved with the weights, says which).
 2. Retraining (lottery ticket): P and Q restart from their initial values times the kept
    mask, with no threshold and the mask fixed.
 
@@ -111,7 +111,8 @@ class CERPEmbedding(EmbeddingModule):
         return value.view(*ids.shape, self.embedding_dim)
 
     def extra_loss(self) -> torch.Tensor:
-        """The complementarity regularizer of the lookups since the last call; resets it."""
+        """The complementarity regularizer and threshold pull of the lookups since the last
+        call; resets it."""
         loss, self._pending_loss = self._pending_loss, None
         return loss if loss is not None else self.p.new_zeros(())
 
